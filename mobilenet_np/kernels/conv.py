@@ -1,0 +1,59 @@
+"""Full KxK convolution (MobileNet's 3x3 stride-2 stem), NHWC input, HWIO kernel.
+
+    y[n, i, j, o] = act( b[o] + sum_{ky, kx, c} x[n, i*s - top + ky, j*s - left + kx, c] * w[ky, kx, c, o] )
+
+Taps that fall outside the image read zero (the padding ``pads = (top, bottom, left, right)``, from
+:func:`mobilenet_np.kernels.padding.same_pads` for TF 'SAME'). ``act`` is ReLU6 when ``relu6`` is true,
+otherwise identity. Output size per dimension: ``(n + before + after - k) // s + 1``.
+"""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def conv2d(x, w, bias, stride, pads, relu6):
+    n, h, wd, cin = x.shape
+    kh, kw, _, cout = w.shape
+    top, bottom, left, right = pads
+    oh = (h + top + bottom - kh) // stride + 1
+    ow = (wd + left + right - kw) // stride + 1
+    y = np.empty((n, oh, ow, cout), dtype=np.float32)
+    acc = np.empty(cout, dtype=np.float32)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                acc[:] = bias
+                for ky in range(kh):
+                    iy = i * stride - top + ky
+                    if iy < 0 or iy >= h:
+                        continue
+                    for kx in range(kw):
+                        ix = j * stride - left + kx
+                        if ix < 0 or ix >= wd:
+                            continue
+                        for c in range(cin):
+                            v = x[b, iy, ix, c]
+                            for o in range(cout):
+                                acc[o] += v * w[ky, kx, c, o]
+                for o in range(cout):
+                    v = acc[o]
+                    if relu6:
+                        v = min(max(v, np.float32(0.0)), np.float32(6.0))
+                    y[b, i, j, o] = v
+    return y
+
+
+def conv2d_numpy(x, w, bias, stride, pads, relu6):
+    """NumPy twin of :func:`conv2d`: zero-pad, gather the KxK windows, contract with ``einsum``."""
+    top, bottom, left, right = pads
+    kh, kw = w.shape[:2]
+    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    oh = (xp.shape[1] - kh) // stride + 1
+    ow = (xp.shape[2] - kw) // stride + 1
+    y = np.zeros((x.shape[0], oh, ow, w.shape[3]), dtype=np.float32)
+    for ky in range(kh):
+        for kx in range(kw):
+            window = xp[:, ky:ky + (oh - 1) * stride + 1:stride, kx:kx + (ow - 1) * stride + 1:stride, :]
+            y += np.einsum("nhwc,co->nhwo", window, w[ky, kx])
+    y += bias
+    return np.clip(y, 0, 6) if relu6 else y
