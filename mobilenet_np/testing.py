@@ -51,8 +51,12 @@ TOLERANCES = {
     # Intermediate endpoints vs TensorFlow: activations are O(1..6); same float32 argument as above, reported
     # per endpoint and held to the same absolute bound as the logits.
     "endpoint_vs_tf": dict(rtol=0.0, atol=1e-4),
-    # Numba engine vs NumPy engine over the whole network (same folded weights, different summation order).
-    "engine_vs_engine": dict(rtol=0.0, atol=2e-5),
+    # Numba engine vs NumPy engine over the whole network (same weights, different summation order), and
+    # folded vs unfolded batch norm. Errors are relative to the size of a tensor's terms, not of each element,
+    # so the bound scales with max |expected| of the tensor ("scaled_atol"). Measured worst case (random
+    # weights, 2 images): V1 0.25 7e-7 (engines) / 1.1e-6 (BN folding); V2 0.5/160 6.8e-5 / 1.0e-4 -- the V2
+    # residual stream carries rounding errors through 17 blocks. 3e-4 leaves a margin of 3x over the worst.
+    "engine_vs_engine": dict(rtol=0.0, atol=0.0, scaled_atol=3e-4),
 }
 
 
@@ -71,7 +75,8 @@ def max_difference(actual, expected, name=""):
 
 
 def assert_close(actual, expected, kind, name=""):
-    """Assert ``|actual - expected| <= atol + rtol * |expected|`` with the tolerances of ``kind``; the failure
+    """Assert ``|actual - expected| <= atol + scaled_atol * max|expected| + rtol * |expected|`` elementwise, with
+    the tolerances of ``kind``; the failure
     message names the tensor, the worst index and both values."""
     import numpy as np
 
@@ -80,7 +85,8 @@ def assert_close(actual, expected, kind, name=""):
     worst, index = max_difference(actual, expected, name)
     if not np.all(np.isfinite(actual)):
         raise AssertionError(f"{name}: non-finite values in the result")
-    limit = tol["atol"] + tol["rtol"] * np.abs(expected.astype(np.float64))
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    limit = tol["atol"] + tol.get("scaled_atol", 0.0) * scale + tol["rtol"] * np.abs(expected.astype(np.float64))
     excess = np.abs(actual.astype(np.float64) - expected) - limit
     if np.any(excess > 0):
         bad = np.unravel_index(np.argmax(excess), excess.shape)

@@ -1,0 +1,37 @@
+"""Validation of image batches before they reach the kernels."""
+import numpy as np
+
+from .architectures import MIN_INPUT_SIZE
+from .errors import InputError
+
+
+def check_images(images):
+    """Return ``images`` as a C-contiguous float32 ``[N, H, W, 3]`` array in [0, 1], or raise :class:`InputError`.
+
+    The TF-Hub convention: RGB, float, values in [0, 1]; the model maps them to [-1, 1] itself (``2x - 1``).
+    Any floating dtype is accepted and cast to float32; integer images are refused (a uint8 photo passed
+    unscaled would be 255 times too bright).
+    """
+    x = np.asarray(images)
+    if x.ndim != 4:
+        hint = " (for one image use images[None])" if x.ndim == 3 else ""
+        raise InputError(f"images must have shape [batch, height, width, 3]; got shape {x.shape}{hint}")
+    if x.shape[3] != 3:
+        raise InputError(f"images must have 3 (RGB) channels in the last axis; got shape {x.shape}")
+    if x.dtype.kind != "f":
+        hint = "; divide uint8 images by 255" if x.dtype == np.uint8 else ""
+        raise InputError(f"images must be floating point with values in [0, 1]; got dtype {x.dtype}{hint}")
+    if x.shape[1] < MIN_INPUT_SIZE or x.shape[2] < MIN_INPUT_SIZE:
+        raise InputError(f"images must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels; "
+                         f"got {x.shape[1]}x{x.shape[2]}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.size:
+        finite = np.isfinite(x)
+        if not finite.all():
+            bad = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise InputError(f"images contain {int((~finite).sum())} NaN or infinite values (first at index {bad})")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 or hi > 1.0:
+            raise InputError(f"image values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}] (the model maps "
+                             "[0, 1] to [-1, 1] itself: do not pre-scale to [-1, 1] or pass 0..255)")
+    return x
