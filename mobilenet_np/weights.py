@@ -97,6 +97,9 @@ def save_hdf5(weights, path, strict=False):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it the mode a plain open() would
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs.update(dict(

@@ -1,0 +1,83 @@
+"""The command line, run as a user runs it (a subprocess), on weights and images made here."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mobilenet_np.weights import save_hdf5
+
+from .helpers import random_images, random_weight_set
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "mobilenet_np", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    ws = random_weight_set(input_size=(64, 64))
+    ws.labels = ["background"] + [f"class {i}" for i in range(1, 1001)]
+    save_hdf5(ws, d / "w.h5")
+    (d / "imgs" / "sub").mkdir(parents=True)
+    for i, img in enumerate(random_images(3, 80, 100, seed=5)):
+        Image.fromarray((img * 255).astype(np.uint8)).save(d / "imgs" / ("sub" if i == 2 else "") / f"im{i}.png")
+    (d / "imgs" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return d
+
+
+def test_classify_json_lines(workdir):
+    r = run("classify", "--weights", workdir / "w.h5", "--json", "--top", "3",
+            workdir / "imgs" / "im0.png", workdir / "imgs" / "im1.png")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [l["image"] for l in lines] == [str(workdir / "imgs" / "im0.png"), str(workdir / "imgs" / "im1.png")]
+    for l in lines:
+        assert len(l["top"]) == 3
+        scores = [t["score"] for t in l["top"]]
+        assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001
+        assert all(t["label"] == ("background" if t["index"] == 0 else f"class {t['index']}") for t in l["top"])
+
+
+def test_classify_folder_skips_unreadable_images_loudly(workdir):
+    r = run("classify", "--weights", workdir / "w.h5", workdir / "imgs")
+    assert r.returncode == 1
+    assert "skipped" in r.stderr and "broken.jpg" in r.stderr and "1 of 4 images" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert sum(line.endswith(".png") for line in r.stdout.splitlines()) == 3  # found recursively
+
+
+def test_inspect_and_layers(workdir):
+    r = run("inspect", workdir / "w.h5")
+    assert r.returncode == 0, r.stderr
+    assert "mobilenet_v1 depth_multiplier=0.25 input=64x64" in r.stdout
+    assert "Conv2d_13_pointwise" in r.stdout and "labels: stored" in r.stdout
+    r = run("layers", "v1", "--alpha", "0.25", "--size", "192")
+    assert "total MACs 30,212,864" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (("classify", "--weights", "missing.h5", "x.png"), "not found"),
+    (("inspect", "README.md"), "not a format"),
+    (("layers", "v1", "--alpha", "-1"), "positive"),
+])
+def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):
+    (tmp_path / "README.md").write_text("hello")
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 1
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_convert_refuses_and_leaves_no_file(tmp_path):
+    bad = tmp_path / "bad.pb"
+    bad.write_bytes(b"\x00\x01garbage")
+    r = run("convert", bad, "-o", tmp_path / "out.h5")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "out.h5").exists()
+    assert sorted(os.listdir(tmp_path)) == ["bad.pb"]
