@@ -48,9 +48,18 @@ TOLERANCES = {
     # Whole model vs TensorFlow, logits. Issue 2 asks for max |d logits| <= 1e-4: float32 reorderings and
     # BN folding change results by ~1e-6 relative per layer over 28 layers on logits of magnitude ~10-20.
     "logits_vs_tf": dict(rtol=0.0, atol=1e-4),
-    # Intermediate endpoints vs TensorFlow: activations are O(1..6); same float32 argument as above, reported
-    # per endpoint and held to the same absolute bound as the logits.
-    "endpoint_vs_tf": dict(rtol=0.0, atol=1e-4),
+    # Intermediate endpoints vs TensorFlow, relative to the tensor's largest value (activations reach 6).
+    # Folding BN multiplies a kernel by gamma / sqrt(var + eps), up to ~100 for low-variance depthwise
+    # channels, which scales the float32 rounding of that layer alike. Measured on the 2018 V1 0.25/224
+    # graph, 13 photos: worst 2.8e-4 absolute (Conv2d_3_pointwise, values up to 6), i.e. 4.6e-5 of the
+    # tensor's scale; 1e-4 of the scale leaves a margin of 2x.
+    "endpoint_vs_tf": dict(rtol=0.0, atol=0.0, scaled_atol=1e-4),
+    # TF-built networks with *random* weights. These are less well conditioned than trained ones: rounding
+    # errors grow ~1.3x per layer, and TF's own float32 logits differ from a float64 run of the same weights
+    # by 1.1e-4 to 2.1e-4 (measured, V1 0.5 and V2 0.5/1.0), so no float32 implementation can promise 1e-4
+    # against TF there. The bound is therefore relative to TF's own error, measured in the same test:
+    # |ours - TF32| <= max(the trained-weights bound, factor * max|TF32 - TF64|), per tensor.
+    "random_net_vs_tf": dict(factor=2.0),
     # Numba engine vs NumPy engine over the whole network (same weights, different summation order), and
     # folded vs unfolded batch norm. Errors are relative to the size of a tensor's terms, not of each element,
     # so the bound scales with max |expected| of the tensor ("scaled_atol"). Measured worst case (random
