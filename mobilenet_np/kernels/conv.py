@@ -18,28 +18,32 @@ def conv2d(x, w, bias, stride, pads, relu6):
     oh = (h + top + bottom - kh) // stride + 1
     ow = (wd + left + right - kw) // stride + 1
     y = np.empty((n, oh, ow, cout), dtype=np.float32)
-    acc = np.empty(cout, dtype=np.float32)
+    # Row by row, tap by tap (summed in ky, kx, c order); the innermost loop runs over output channels.
     for b in range(n):
         for i in range(oh):
+            row = y[b, i]
             for j in range(ow):
-                acc[:] = bias
-                for ky in range(kh):
-                    iy = i * stride - top + ky
-                    if iy < 0 or iy >= h:
-                        continue
-                    for kx in range(kw):
-                        ix = j * stride - left + kx
-                        if ix < 0 or ix >= wd:
-                            continue
+                row[j, :] = bias
+            for ky in range(kh):
+                iy = i * stride - top + ky
+                if iy < 0 or iy >= h:
+                    continue
+                src = x[b, iy]
+                for kx in range(kw):
+                    lo = max(0, (left - kx + stride - 1) // stride)
+                    hi = min(ow, (wd - 1 + left - kx) // stride + 1)
+                    wt = w[ky, kx]
+                    for j in range(lo, hi):
+                        xs = src[j * stride - left + kx]
+                        acc = row[j]
                         for c in range(cin):
-                            v = x[b, iy, ix, c]
+                            v = xs[c]
                             for o in range(cout):
-                                acc[o] += v * w[ky, kx, c, o]
-                for o in range(cout):
-                    v = acc[o]
-                    if relu6:
-                        v = min(max(v, np.float32(0.0)), np.float32(6.0))
-                    y[b, i, j, o] = v
+                                acc[o] += v * wt[c, o]
+            if relu6:
+                for j in range(ow):
+                    for o in range(cout):
+                        row[j, o] = min(max(row[j, o], np.float32(0.0)), np.float32(6.0))
     return y
 
 

@@ -10,6 +10,14 @@ from numba import njit
 
 
 @njit(cache=True)
+def _valid_columns(kx, stride, left, width, out_width):
+    """Output columns ``j`` whose tap ``ix = j*stride - left + kx`` lies inside ``[0, width)``."""
+    lo = max(0, (left - kx + stride - 1) // stride)
+    hi = min(out_width, (width - 1 + left - kx) // stride + 1)
+    return lo, hi
+
+
+@njit(cache=True)
 def depthwise_conv2d(x, w, bias, stride, pads, relu6):
     n, h, wd, cin = x.shape
     kh, kw, _, mult = w.shape
@@ -18,28 +26,53 @@ def depthwise_conv2d(x, w, bias, stride, pads, relu6):
     ow = (wd + left + right - kw) // stride + 1
     cout = cin * mult
     y = np.empty((n, oh, ow, cout), dtype=np.float32)
-    acc = np.empty(cout, dtype=np.float32)
+    tiled = np.empty((kh, kw, ow * cin), dtype=np.float32)  # w[ky, kx, :, 0] repeated for every column
+    if mult == 1 and stride == 1:
+        for ky in range(kh):
+            for kx in range(kw):
+                for j in range(ow):
+                    tiled[ky, kx, j * cin:(j + 1) * cin] = w[ky, kx, :, 0]
+    # Row by row: for each kernel tap, add that tap's contribution to a whole output row at once; the
+    # innermost loop runs over contiguous channels (vectorizable). Taps are summed in (ky, kx) order.
     for b in range(n):
         for i in range(oh):
+            row = y[b, i]
             for j in range(ow):
-                acc[:] = bias
-                for ky in range(kh):
-                    iy = i * stride - top + ky
-                    if iy < 0 or iy >= h:
-                        continue
-                    for kx in range(kw):
-                        ix = j * stride - left + kx
-                        if ix < 0 or ix >= wd:
-                            continue
-                        for c in range(cin):
-                            v = x[b, iy, ix, c]
-                            for m in range(mult):
-                                acc[c * mult + m] += v * w[ky, kx, c, m]
-                for o in range(cout):
-                    v = acc[o]
-                    if relu6:
-                        v = min(max(v, np.float32(0.0)), np.float32(6.0))
-                    y[b, i, j, o] = v
+                row[j, :] = bias
+            for ky in range(kh):
+                iy = i * stride - top + ky
+                if iy < 0 or iy >= h:
+                    continue
+                src = x[b, iy]
+                for kx in range(kw):
+                    lo, hi = _valid_columns(kx, stride, left, wd, ow)
+                    if mult == 1 and stride == 1:
+                        # Stride 1: the taps of a row are one contiguous run of (column, channel) values,
+                        # so the row update is a single flat multiply-add against the tiled weights.
+                        flat_out = row.reshape(ow * cout)
+                        flat_in = src.reshape(wd * cin)
+                        wt = tiled[ky, kx]
+                        start_in = (lo - left + kx) * cin
+                        for t in range(lo * cin, hi * cin):
+                            flat_out[t] += flat_in[start_in + t - lo * cin] * wt[t]
+                    elif mult == 1:
+                        wt = w[ky, kx, :, 0]
+                        for j in range(lo, hi):
+                            xs = src[j * stride - left + kx]
+                            acc = row[j]
+                            for c in range(cin):
+                                acc[c] += xs[c] * wt[c]
+                    else:
+                        for j in range(lo, hi):
+                            xs = src[j * stride - left + kx]
+                            acc = row[j]
+                            for c in range(cin):
+                                for m in range(mult):
+                                    acc[c * mult + m] += xs[c] * w[ky, kx, c, m]
+            if relu6:
+                for j in range(ow):
+                    for c in range(cout):
+                        row[j, c] = min(max(row[j, c], np.float32(0.0)), np.float32(6.0))
     return y
 
 
