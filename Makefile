@@ -18,8 +18,9 @@ test: $(STAMP)
 
 WEIGHTS ?= ../shared/fixtures/models/mobilenet_v1_0.25_224/mobilenet_v1_0.25_224_frozen.pb
 IMAGES ?= ../shared/fixtures/images
+LABELS ?= ../shared/fixtures/labels/imagenet_labels.txt
 classify: $(STAMP)
-	$(VENV)/bin/mobilenet-np classify --weights $(WEIGHTS) $(IMAGES)
+	$(VENV)/bin/mobilenet-np classify --weights $(WEIGHTS) --labels $(LABELS) $(IMAGES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
