@@ -17,15 +17,19 @@ from .weights import WeightSet, load_hdf5, save_hdf5
 __version__ = "0.1.0"
 
 
-def read_weights(path, input_size=None):
-    """A :class:`WeightSet` from our HDF5 or, through ``weights_tools``, any supported TensorFlow file."""
-    from .weights import is_hdf5
+def read_weights(path, input_size=None, ema=False):
+    """A :class:`WeightSet` from our HDF5 or, through ``weights_tools``, any supported TensorFlow/Keras file.
 
-    if is_hdf5(path):
+    ``input_size`` overrides the training size recorded in the file; ``ema`` takes a checkpoint's
+    ExponentialMovingAverage shadow values instead of the raw variables.
+    """
+    from .weights import is_weights_file
+
+    if is_weights_file(path) and not ema:
         weights = load_hdf5(path)
     else:
         from weights_tools.convert import read_source
-        weights = read_source(path)
+        weights = read_source(path, ema=ema)
     if input_size is not None:
         weights.input_size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     return weights

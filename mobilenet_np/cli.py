@@ -1,6 +1,6 @@
 """The ``mobilenet-np`` command line.
 
-    mobilenet-np convert SRC -o OUT.h5          TF checkpoint / frozen graph -> our HDF5
+    mobilenet-np convert SRC -o OUT.h5          checkpoint / frozen graph / SavedModel / Keras / archive -> HDF5
     mobilenet-np classify --weights W IMAGE...  top-k classes per image (text or --json lines)
     mobilenet-np inspect FILE                   detected architecture and per-layer table
     mobilenet-np layers v1 --alpha 0.25 --size 192   the per-layer MAC/param table of any architecture
@@ -34,7 +34,7 @@ def cmd_convert(args):
     from .labels import read_labels
     from .weights import save_hdf5
 
-    weights = read_weights(args.source, input_size=args.input_size)
+    weights = read_weights(args.source, input_size=args.input_size, ema=args.ema)
     if args.labels:
         weights.labels = read_labels(args.labels)
     out = save_hdf5(weights, args.output, strict=args.strict)
@@ -91,9 +91,12 @@ def cmd_inspect(args):
     from . import read_weights
     from .architectures import format_layer_table
 
-    weights = read_weights(args.file)
+    from weights_tools.convert import source_kind
+
+    kind = source_kind(args.file)
+    weights = read_weights(args.file, ema=args.ema)
     arch = weights.architecture()
-    print(f"file: {args.file}")
+    print(f"file: {args.file}  (format: {kind})")
     print(f"source: {weights.source_file or '-'}  sha256: {weights.source_sha256 or '-'}")
     extra = sorted(set(weights.variables) - set(arch.variables()))
     print(f"variables: {len(arch.variables())} used, {len(extra)} others"
@@ -118,12 +121,14 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="mobilenet-np", description="MobileNet V1/V2 in NumPy + Numba.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("convert", help="convert a TensorFlow checkpoint or frozen graph to our HDF5")
-    p.add_argument("source", help="checkpoint prefix / .index file, or frozen graph .pb")
+    p = sub.add_parser("convert", help="convert TensorFlow/Keras weights to our HDF5")
+    p.add_argument("source", help="checkpoint prefix or .index, frozen graph .pb, SavedModel or hub module folder, "
+                                  "Keras .h5, or a release .tgz")
     p.add_argument("-o", "--output", required=True, help="output .h5 file (written atomically)")
     p.add_argument("--input-size", type=int, help="training input size, when the file does not say it")
     p.add_argument("--labels", help="a labels file (one class per line) to store in the weights")
     p.add_argument("--strict", action="store_true", help="fail on variables the architecture does not use")
+    p.add_argument("--ema", action="store_true", help="use a checkpoint's ExponentialMovingAverage values")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("classify", help="print the top classes of each image")
@@ -139,6 +144,7 @@ def build_parser():
     p = sub.add_parser("inspect", help="detected architecture, per-layer shapes, params and MACs of a file")
     p.add_argument("file")
     p.add_argument("--size", type=int, help="input size for the MAC count (default: the file's)")
+    p.add_argument("--ema", action="store_true", help="use a checkpoint's ExponentialMovingAverage values")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("layers", help="per-layer table of an architecture (no file needed)")

@@ -86,6 +86,19 @@ def is_hdf5(path):
         return False
 
 
+def is_weights_file(path):
+    """True when ``path`` is an HDF5 file in our format (its ``format`` attribute says so)."""
+    if not is_hdf5(path):
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT_NAME
+    except OSError:
+        return False
+
+
 def save_hdf5(weights, path, strict=False):
     """Validate ``weights`` against its architecture and write it to ``path`` atomically."""
     import h5py

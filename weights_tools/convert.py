@@ -1,16 +1,26 @@
-"""Read any supported TensorFlow weight file into a :class:`~mobilenet_np.weights.WeightSet` (no TensorFlow).
+"""Read any supported TensorFlow/Keras weight file into a :class:`~mobilenet_np.weights.WeightSet`, no TensorFlow.
 
-Supported now: TF-slim checkpoints (``PREFIX.index`` + ``PREFIX.data-*``; every entry's masked CRC32C is
-checked) and frozen GraphDef ``.pb`` files (2017 form with batch norm as Mul/Add/Rsqrt, 2018 form with
-FusedBatchNorm). The architecture, depth multiplier and class count are recognised from the variables'
-names and shapes; the training input size from the graph's input placeholder or the release file name.
+Formats (``source_kind``):
+
+=================  ============================================================================================
+``checkpoint``     TF-slim checkpoint, ``PREFIX.index`` + ``PREFIX.data-*`` (every entry's CRC32C checked)
+``frozen_graph``   frozen GraphDef ``.pb`` (BN as FusedBatchNorm, as Mul/Add/Rsqrt, or contrib.quantize-folded)
+``saved_model``    a SavedModel directory: TF1 hub module (name-based keys) or TF2 (object-based keys)
+``keras``          Keras ``keras.applications`` MobileNet/MobileNetV2 weights (``.h5``, ``.weights.h5``)
+``archive``        an official release ``.tgz``/``.tar``/``.zip``; the best source inside is used
+``ours``           our own HDF5 (handled by :func:`mobilenet_np.weights.load_hdf5`)
+=================  ============================================================================================
+
+The architecture, depth multiplier and class count are recognised from names and shapes
+(:mod:`weights_tools.detect`); the training input size from the file (placeholder shape, hub image info,
+Keras config) or its release name, else 224 with a note.
 """
 import os
 from pathlib import Path
 
 from mobilenet_np import architectures
-from mobilenet_np.errors import UnsupportedFormatError, WeightsFileNotFoundError
-from mobilenet_np.weights import WeightSet, sha256_of
+from mobilenet_np.errors import UnsupportedFormatError, WeightsError, WeightsFileNotFoundError
+from mobilenet_np.weights import HDF5_SIGNATURE, WeightSet, is_weights_file, sha256_of
 
 from .detect import infer_architecture, size_from_name
 
@@ -19,55 +29,121 @@ from .detect import infer_architecture, size_from_name
 MODEL_LEAVES = {"weights", "depthwise_weights", "biases", "beta", "gamma", "moving_mean", "moving_variance",
                 "min", "max"}
 SKIPPED_PARTS = ("ExponentialMovingAverage", "RMSProp", "Momentum", "/biased", "/local_step", "/Adam")
+EMA_SUFFIX = "/ExponentialMovingAverage"
 
 
 def source_kind(path):
-    """``"checkpoint"`` or ``"frozen_graph"`` for ``path``, or raise :class:`UnsupportedFormatError`."""
+    """Which reader handles ``path`` (see the module table), or raise."""
     p = str(path)
-    if p.endswith(".pb"):
-        return "frozen_graph"
+    if os.path.isdir(p):
+        if os.path.isfile(os.path.join(p, "saved_model.pb")):
+            return "saved_model"
+        raise UnsupportedFormatError(f"{p}: a folder, but not a SavedModel (no saved_model.pb)")
+    from .archive import is_archive
+
+    if is_archive(p):
+        if not os.path.exists(p):
+            raise WeightsFileNotFoundError(f"weights not found: {p}")
+        return "archive"
     if p.endswith(".index") or ".data-" in os.path.basename(p) or os.path.exists(p + ".index"):
         return "checkpoint"
     if not os.path.exists(p):
         raise WeightsFileNotFoundError(f"weights not found: {p} (no such file or checkpoint prefix)")
+    if os.path.basename(p) == "saved_model.pb":
+        return "saved_model"
+    if p.endswith(".pb"):
+        return "frozen_graph"
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if head == HDF5_SIGNATURE:
+        return "ours" if is_weights_file(p) else "keras"
+    if head[4:8] == b"TFL3":
+        return "tflite"
     raise UnsupportedFormatError(f"{p}: not a format mobilenet_np reads (expected our .h5, a checkpoint "
-                                 "prefix/.index, or a frozen graph .pb)")
+                                 "prefix/.index, a frozen graph .pb, a SavedModel folder, a Keras .h5 or a "
+                                 "release archive)")
 
 
 def is_model_variable(name):
     return name.rsplit("/", 1)[-1] in MODEL_LEAVES and not any(part in name for part in SKIPPED_PARTS)
 
 
-def read_checkpoint_variables(path):
-    """``(variables, file_for_hash)`` of the model variables in a TF-slim checkpoint."""
+def select_variables(all_names, read, ema=False):
+    """Model variables among ``all_names`` (read with ``read(name)``), with EMA shadows instead if ``ema``."""
+    names = [n for n in all_names if is_model_variable(n)]
+    if not ema:
+        return {n: read(n) for n in names}, []
+    present = set(all_names)
+    shadowed = [n for n in names if n + EMA_SUFFIX in present]
+    if not shadowed:
+        raise WeightsError("--ema: the file has no ExponentialMovingAverage shadow variables")
+    variables = {n: read(n + EMA_SUFFIX if n + EMA_SUFFIX in present else n) for n in names}
+    return variables, [f"--ema: {len(shadowed)} of {len(names)} variables taken from their moving averages"]
+
+
+def _read_checkpoint(path, ema):
     from .tensor_bundle import TensorBundle
 
     bundle = TensorBundle(path)
-    names = [n for n in bundle.keys() if is_model_variable(n)]
-    return {n: bundle.read(n) for n in names}, bundle.prefix + ".index"
+    variables, notes = select_variables(bundle.keys(), bundle.read, ema)
+    return variables, bundle.prefix + ".index", None, notes, architectures.BATCH_NORM_EPSILON
 
 
-def read_source(path, input_size=None):
-    """A validated :class:`WeightSet` from a checkpoint or frozen graph at ``path``."""
+def _read_frozen_graph(path, ema):
+    from .graphdef import frozen_graph_variables
+
+    if ema:
+        raise WeightsError("--ema: a frozen graph holds only the values it was frozen with")
+    found = frozen_graph_variables(path)
+    shape, size = found.input_shape, None
+    if shape and len(shape) == 4 and shape[1] and shape[2] and shape[1] > 0 and shape[2] > 0:
+        size = (int(shape[1]), int(shape[2]))
+    eps = architectures.BATCH_NORM_EPSILON if found.batch_norm_epsilon is None else float(found.batch_norm_epsilon)
+    return found.variables, path, size, list(found.notes), eps
+
+
+def _read_saved_model(path, ema):
+    from .saved_model import read_saved_model
+
+    folder = os.path.dirname(path) if os.path.basename(str(path)) == "saved_model.pb" else path
+    found = read_saved_model(folder)
+    variables, notes = select_variables(list(found.variables), found.variables.__getitem__, ema)
+    kind = "TF1 hub module" if found.is_hub_module else ("TF2 SavedModel" if found.object_based else "TF1 SavedModel")
+    return (variables, found.bundle_prefix + ".index", found.image_size, [f"read as a {kind}"] + found.notes + notes,
+            architectures.BATCH_NORM_EPSILON)
+
+
+def _read_keras(path, ema):
+    from .keras_h5 import read_keras_h5
+
+    if ema:
+        raise WeightsError("--ema: Keras weight files have no moving-average shadows")
+    _family, variables, size, notes = read_keras_h5(path)
+    return variables, path, size, notes, architectures.BATCH_NORM_EPSILON
+
+
+READERS = {"checkpoint": _read_checkpoint, "frozen_graph": _read_frozen_graph, "saved_model": _read_saved_model,
+           "keras": _read_keras}
+
+
+def read_source(path, input_size=None, ema=False):
+    """A validated :class:`WeightSet` from any supported file at ``path`` (see the module docstring)."""
     kind = source_kind(path)
-    notes = []
-    eps = architectures.BATCH_NORM_EPSILON
-    size = None
-    if kind == "frozen_graph":
-        from .graphdef import frozen_graph_variables
+    if kind == "ours":
+        from mobilenet_np.weights import load_hdf5
+        return load_hdf5(path)
+    if kind == "archive":
+        from .archive import unpacked
 
-        if not os.path.exists(path):
-            raise WeightsFileNotFoundError(f"frozen graph not found: {path}")
-        found = frozen_graph_variables(path)
-        variables, hashed = found.variables, path
-        notes.extend(found.notes)
-        if found.batch_norm_epsilon is not None:
-            eps = float(found.batch_norm_epsilon)
-        shape = found.input_shape
-        if shape and len(shape) == 4 and shape[1] and shape[2] and shape[1] > 0 and shape[2] > 0:
-            size = (int(shape[1]), int(shape[2]))
-    else:
-        variables, hashed = read_checkpoint_variables(path)
+        with unpacked(path) as inner:
+            weights = read_source(inner, input_size or size_from_name(path), ema)
+        weights.notes.insert(0, f"archive member {os.path.relpath(inner, os.path.dirname(inner))} used")
+        weights.source_file, weights.source_sha256 = Path(path).name, sha256_of(path)
+        return weights
+    if kind == "tflite":
+        raise UnsupportedFormatError(f"{path}: .tflite files are run by the integer path "
+                                     "(mobilenet_np.load(path, mode='uint8'))")
+    variables, hashed, size, notes, eps = READERS[kind](path, ema)
     family, alpha, num_classes = infer_architecture(variables, source=str(path))
     if input_size:
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
