@@ -7,11 +7,14 @@
     ends = model.endpoints(images)                     # {"Conv2d_0": ..., ..., "Logits": ...}
     image = mnp.load_image("cat.jpg", 224)             # float32 [224, 224, 3] in [0, 1]
 """
+import os
+
 from . import architectures
 from .errors import (ChecksumError, CorruptFileError, InputError, MobileNetError, UnsupportedFormatError,
                      VariableMismatchError, WeightsError, WeightsFileNotFoundError)
 from .model import Model
 from .preprocessing import load_image, load_images
+from .signatures import get_expected_image_size
 from .weights import WeightSet, load_hdf5, save_hdf5
 
 __version__ = "0.1.0"
@@ -35,13 +38,65 @@ def read_weights(path, input_size=None, ema=False):
     return weights
 
 
-def load(path, *, engine="numba", fold_batch_norm=True, input_size=None):
-    """Load a model from ``path`` (see :func:`read_weights`) ready to ``classify``/``features``/``endpoints``."""
-    weights = read_weights(path, input_size)
-    return Model(weights.architecture(), weights.variables, engine=engine, fold_batch_norm=fold_batch_norm,
-                 weights=weights)
+MODES = ("float", "fake_quant", "uint8")
 
 
-__all__ = ["load", "read_weights", "load_image", "load_images", "Model", "WeightSet", "load_hdf5", "save_hdf5",
+def load(path, *, mode=None, engine="numba", fold_batch_norm=True, input_size=None, ema=False,
+         batch_norm_momentum=None, rounding="reference"):
+    """Load a model ready to ``classify`` / ``features`` / ``endpoints`` / ``signatures``.
+
+    ``path``: our HDF5, any file ``weights_tools`` reads, a ``.tflite``, or a TF-Hub handle / short name
+    (``google/imagenet/mobilenet_v1_025_128/quantops/classification/3``, ``mobilenet_v2_050_160``), which is
+    downloaded and cached on first use (:mod:`mobilenet_np.hub`).
+
+    ``mode``: ``"float"`` (default), ``"fake_quant"`` (the quantops forward: folded BN, fake-quantized weights
+    and activations; default for ``quantops``/``_quant`` handles) or ``"uint8"`` (TFLite integer arithmetic,
+    bit-exact; covers int8 models too; ``rounding`` picks ``"reference"`` or ``"xnnpack"``).
+    ``batch_norm_momentum`` is accepted as the v3/v4 hub modules accept it; it only matters for training.
+    """
+    from . import hub
+
+    handle = None
+    if not os.path.exists(str(path)) and hub.looks_like_handle(path):
+        handle = hub.resolve(path)
+        mode = mode or ("fake_quant" if handle.entry.quant else "float")
+        path = hub.fetch_tflite(path) if mode == "uint8" else hub.fetch(path)
+    mode = mode or ("uint8" if str(path).endswith(".tflite") else "float")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "uint8":
+        from .integer import load_integer
+        model = load_integer(path, rounding=rounding)
+    elif mode == "fake_quant":
+        from .quantized import load_fake_quant
+        model = load_fake_quant(path, engine=engine, input_size=input_size)
+    else:
+        weights = read_weights(path, input_size, ema)
+        model = Model(weights.architecture(), weights.variables, engine=engine, fold_batch_norm=fold_batch_norm,
+                      weights=weights)
+    if handle is not None:
+        model.module_kind = handle.kind
+    model.batch_norm_momentum = batch_norm_momentum
+    return model
+
+
+def decode_predictions(logits, top=5, labels=None):
+    """``[[(index, label, probability), ...] per image]`` of the ``top`` classes (softmax of ``logits``).
+
+    ``labels`` is a list or a labels file; by default the labels are found as :func:`labels.find_labels` says.
+    """
+    import numpy as np
+
+    from .kernels import softmax_numpy
+    from .labels import find_labels, top_k
+
+    logits = np.asarray(logits, dtype=np.float32)
+    if logits.ndim != 2:
+        raise InputError(f"logits must be [N, num_classes]; got shape {logits.shape}")
+    names = list(labels) if isinstance(labels, (list, tuple)) else find_labels(logits.shape[1], labels)
+    return [[(t["index"], t["label"], t["score"]) for t in row] for row in top_k(softmax_numpy(logits), names, top)]
+
+
+__all__ = ["load", "read_weights", "decode_predictions", "get_expected_image_size", "MODES", "load_image", "load_images", "Model", "WeightSet", "load_hdf5", "save_hdf5",
            "architectures", "MobileNetError", "InputError", "WeightsError", "WeightsFileNotFoundError",
            "CorruptFileError", "ChecksumError", "UnsupportedFormatError", "VariableMismatchError"]

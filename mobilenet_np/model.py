@@ -16,12 +16,13 @@ import numpy as np
 
 from .errors import MobileNetError
 from .inputs import check_images
+from .signatures import HubInterface
 from .kernels import fold_batch_norm, kernel_set, same_pads
 
 DEFAULT_BATCH_SIZE = 64
 
 
-class Model:
+class Model(HubInterface):
     """MobileNet V1/V2 inference in NumPy + Numba.
 
     ``engine="numba"`` runs the compiled kernels, ``"numpy"`` their readable twins. ``fold_batch_norm=False``
@@ -72,10 +73,14 @@ class Model:
                 y = k["relu6"](y)
         return y
 
+    def _map_input(self, x):
+        """Images in [0, 1] to the network's [-1, 1] (TF-Hub's ``2x - 1``); subclasses may add to it."""
+        return x * np.float32(2.0) - np.float32(1.0)
+
     def _forward(self, x, keep):
         """Run the body on a checked batch; returns (pooled features [N, C], endpoints dict or None)."""
         ends = {} if keep else None
-        x = x * np.float32(2.0) - np.float32(1.0)
+        x = self._map_input(x)
         block, block_input = None, None
         for step in self._steps:
             layer = step[0]

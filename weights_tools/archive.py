@@ -86,23 +86,21 @@ def choose_source(folder):
 
 
 @contextmanager
-def unpacked(path):
-    """``with unpacked(archive) as source:`` gives the path of the chosen weight source inside."""
+def _unpacked_dir(path):
     with tempfile.TemporaryDirectory(prefix="mobilenet_np-") as tmp:
         _extract(path, Path(tmp))
-        yield choose_source(tmp)
+        yield Path(tmp)
 
 
-def members(path):
-    """Names of the regular files in an archive (for ``inspect``)."""
-    try:
-        if str(path).lower().endswith(".zip"):
-            with zipfile.ZipFile(path) as z:
-                return [m.filename for m in z.infolist() if not m.is_dir()]
-        with tarfile.open(path, "r:*") as t:
-            return [m.name for m in t if m.isfile()]
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise CorruptFileError(f"cannot read archive {path}: {e}") from e
+@contextmanager
+def unpacked_files(path):
+    """``with unpacked_files(archive) as files:`` gives the paths of every file, safely unpacked."""
+    with _unpacked_dir(path) as folder:
+        yield sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-__all__ = ["is_archive", "unpacked", "choose_source", "members"]
+@contextmanager
+def unpacked(path):
+    """``with unpacked(archive) as source:`` gives the path of the chosen weight source inside."""
+    with _unpacked_dir(path) as folder:
+        yield choose_source(folder)
