@@ -1,12 +1,15 @@
 """The ``mobilenet-np`` command line.
 
-    mobilenet-np convert SRC -o OUT.h5          checkpoint / frozen graph / SavedModel / Keras / archive -> HDF5
-    mobilenet-np classify --weights W IMAGE...  top-k classes per image (text or --json lines)
-    mobilenet-np inspect FILE                   detected architecture and per-layer table
+    mobilenet-np classify (--model H | --weights W) IMAGE_OR_DIR...  top-k classes per image (text or --json)
+    mobilenet-np features (--model H | --weights W) IMAGE_OR_DIR... -o OUT.npy|OUT.h5
+    mobilenet-np convert SRC -o OUT.h5      checkpoint / frozen graph / SavedModel / Keras / archive -> HDF5
+    mobilenet-np inspect FILE               detected format, architecture and per-layer table
+    mobilenet-np models | download NAME     the published family; fetch and cache one
     mobilenet-np layers v1 --alpha 0.25 --size 192   the per-layer MAC/param table of any architecture
 
-Exit status: 0 on success, 1 when an error (printed as one line, no traceback) stopped the command or some
-images could not be read, 2 for wrong usage.
+Exit status: 0 on success; 1 when an error (printed as one line, no traceback) stopped the command, or when
+some images could not be read (each is named in a warning; the others are still processed and written);
+2 for wrong usage.
 """
 import argparse
 import json
@@ -47,43 +50,110 @@ def cmd_convert(args):
     return 0
 
 
-def cmd_classify(args):
-    import numpy as np
-
+def _load_model(args):
     from . import load
-    from .errors import InputError
-    from .labels import find_labels, top_k
-    from .preprocessing import load_image
 
-    model = load(args.weights)
+    source = args.model or args.weights
+    if not source:
+        raise SystemExit("mobilenet-np: error: give --model HANDLE or --weights FILE")
+    return load(source, mode=args.mode, rounding=args.rounding)
+
+
+class _ImageBatches:
+    """Read images in batches; unreadable ones are skipped with a warning and counted (never silently)."""
+
+    def __init__(self, paths, size, batch_size, central_fraction=None, progress=False):
+        self.paths, self.size, self.batch_size = paths, size, batch_size
+        self.central_fraction, self.progress = central_fraction, progress
+        self.failed = 0
+
+    def __iter__(self):
+        import numpy as np
+
+        from .errors import InputError
+        from .preprocessing import load_image
+
+        done = 0
+        for start in range(0, len(self.paths), self.batch_size):
+            chunk, images = [], []
+            for p in self.paths[start:start + self.batch_size]:
+                try:
+                    images.append(load_image(p, self.size, self.central_fraction))
+                    chunk.append(p)
+                except InputError as e:
+                    self.failed += 1
+                    print(f"mobilenet-np: warning: skipped {p}: {e}", file=sys.stderr)
+            done += len(self.paths[start:start + self.batch_size])
+            if self.progress:
+                print(f"\r  {done}/{len(self.paths)} images", end="", file=sys.stderr, flush=True)
+            if images:
+                yield chunk, np.stack(images)
+        if self.progress:
+            print(file=sys.stderr)
+
+    def report(self):
+        if self.failed:
+            print(f"mobilenet-np: {self.failed} of {len(self.paths)} images could not be read", file=sys.stderr)
+            return 1
+        return 0
+
+
+def cmd_classify(args):
+    from .labels import find_labels, top_k
+
+    model = _load_model(args)
     if model.num_classes == 0:
         raise SystemExit("mobilenet-np: error: the weights have no classification layer; use features")
+    labels = find_labels(model.num_classes, args.labels, getattr(getattr(model, "weights", None), "labels", None))
     size = (args.size, args.size) if args.size else model.input_size
-    labels = find_labels(model.num_classes, args.labels, model.weights.labels)
-    paths = _expand_images(args.images)
-    failed = 0
-    for start in range(0, len(paths), args.batch_size):
-        chunk, images = [], []
-        for p in paths[start:start + args.batch_size]:
-            try:
-                images.append(load_image(p, size))
-                chunk.append(p)
-            except InputError as e:
-                failed += 1
-                print(f"mobilenet-np: warning: skipped {p}: {e}", file=sys.stderr)
-        if not images:
-            continue
-        probs = model.predictions(np.stack(images))
-        for p, top in zip(chunk, top_k(probs, labels, args.top)):
+    batches = _ImageBatches(_expand_images(args.images), size, args.batch_size, args.central_crop)
+    for chunk, images in batches:
+        for p, top in zip(chunk, top_k(model.predictions(images), labels, args.top)):
             if args.json:
                 print(json.dumps({"image": str(p), "top": top}))
             else:
                 print(p)
                 for t in top:
                     print(f"  {t['score']:.4f}  {t['index']:>4}  {t['label']}")
-    if failed:
-        print(f"mobilenet-np: {failed} of {len(paths)} images could not be read", file=sys.stderr)
-        return 1
+    return batches.report()
+
+
+def cmd_features(args):
+    import numpy as np
+
+    from .outputs import write_features
+
+    model = _load_model(args)
+    size = (args.size, args.size) if args.size else model.input_size
+    paths = _expand_images(args.images)
+    batches = _ImageBatches(paths, size, args.batch_size, args.central_crop,
+                            progress=args.progress or sys.stderr.isatty())
+    names, vectors = [], []
+    for chunk, images in batches:
+        names.extend(str(p) for p in chunk)
+        vectors.append(np.asarray(model.features(images), dtype=np.float32))
+    features = np.concatenate(vectors) if vectors else np.zeros((0, model.num_features), np.float32)
+    written = write_features(args.output, features, names)
+    print(f"wrote {features.shape[0]} feature vectors of size {features.shape[1]} to {', '.join(written)}")
+    return batches.report()
+
+
+def cmd_models(args):
+    from .hub import REGISTRY, cached_weights_path
+
+    print(f"{'name':<28}{'arch':<14}{'alpha':>6}{'size':>6}{'quant':>7}{'features':>9}  cached  archive")
+    for e in REGISTRY.values():
+        cached = "yes" if cached_weights_path(e).exists() else "-"
+        print(f"{e.name:<28}{e.family:<14}{e.depth_multiplier:>6g}{e.size:>6}{'yes' if e.quant else '-':>7}"
+              f"{e.num_features:>9}  {cached:<6}  {e.archive_name}")
+    return 0
+
+
+def cmd_download(args):
+    from .hub import fetch
+
+    for name in args.names:
+        print(fetch(name, progress=not args.quiet))
     return 0
 
 
@@ -131,15 +201,40 @@ def build_parser():
     p.add_argument("--ema", action="store_true", help="use a checkpoint's ExponentialMovingAverage values")
     p.set_defaults(func=cmd_convert)
 
+    def model_options(p):
+        p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--model", help="TF-Hub handle or short name (see `mobilenet-np models`); downloaded once")
+        src.add_argument("--weights", help="our .h5 or any file `convert` reads, or a .tflite")
+        p.add_argument("--mode", choices=["float", "fake_quant", "uint8"],
+                       help="float (default), fake_quant (quantops), uint8 (TFLite integer arithmetic)")
+        p.add_argument("--rounding", choices=["reference", "xnnpack"], default="reference",
+                       help="uint8 mode: TFLite reference kernels (default) or the XNNPACK delegate")
+        p.add_argument("--size", type=int, help="resize images to this size instead of the model's")
+        p.add_argument("--central-crop", type=float, metavar="FRACTION",
+                       help="keep the central part before resizing (slim's eval uses 0.875)")
+        p.add_argument("--batch-size", type=int, default=32)
+
     p = sub.add_parser("classify", help="print the top classes of each image")
-    p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
-    p.add_argument("--weights", required=True, help="our .h5 or any file `convert` reads")
+    model_options(p)
     p.add_argument("--top", type=int, default=5, help="how many classes per image (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per image and line")
     p.add_argument("--labels", help="labels file (default: stored in the weights, $MOBILENET_NP_LABELS, ...)")
-    p.add_argument("--size", type=int, help="resize images to this size instead of the model's")
-    p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("features", help="write the feature vector of every image to .npy or .h5")
+    model_options(p)
+    p.add_argument("-o", "--output", required=True, help="OUT.npy (+ OUT.files.txt) or OUT.h5")
+    p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("models", help="list the published models this tool can download")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("download", help="download and convert published models into the cache")
+    p.add_argument("names", nargs="+", help="TF-Hub handles or short names")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("inspect", help="detected architecture, per-layer shapes, params and MACs of a file")
     p.add_argument("file")

@@ -14,6 +14,7 @@ transfer leaves no cache entry. ``$MOBILENET_NP_MIRROR`` replaces the scheme and
 (for a local mirror, and for the tests' loopback server).
 """
 import hashlib
+import http.client
 import os
 import re
 import sys
@@ -161,6 +162,7 @@ def download(url, target, sha256=None, progress=True, timeout=DOWNLOAD_TIMEOUT):
                 total = int(response.headers.get("Content-Length") or 0)
                 if progress:
                     stream.write(f"downloading {url}\n")
+                shown = -1
                 while True:
                     chunk = response.read(CHUNK)
                     if not chunk:
@@ -168,7 +170,9 @@ def download(url, target, sha256=None, progress=True, timeout=DOWNLOAD_TIMEOUT):
                     out.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)
-                    if progress:
+                    step = done * 100 // total if total else done >> 20
+                    if progress and step != shown:
+                        shown = step
                         _progress(done, total, stream)
         if progress:
             stream.write("\n")
@@ -179,7 +183,7 @@ def download(url, target, sha256=None, progress=True, timeout=DOWNLOAD_TIMEOUT):
                                 "the file was not kept")
         os.replace(tmp, target)
         return target
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
         raise DownloadError(f"cannot download {url}: {getattr(e, 'reason', e)}") from e
     finally:
         if os.path.exists(tmp):

@@ -108,6 +108,7 @@ def save_hdf5(weights, path, strict=False):
     keep = {n: np.asarray(v) for n, v in weights.variables.items()}
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=folder)
     os.close(fd)
     umask = os.umask(0)

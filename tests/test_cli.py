@@ -81,3 +81,31 @@ def test_convert_refuses_and_leaves_no_file(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "out.h5").exists()
     assert sorted(os.listdir(tmp_path)) == ["bad.pb"]
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".h5"])
+def test_features_writes_vectors_and_file_list(workdir, suffix, tmp_path):
+    import h5py
+
+    out = tmp_path / f"feats{suffix}"
+    r = run("features", "--weights", workdir / "w.h5", workdir / "imgs", "-o", out, "--batch-size", "2")
+    assert r.returncode == 1 and "1 of 4 images could not be read" in r.stderr   # broken.jpg, loudly
+    if suffix == ".npy":
+        vectors = np.load(out)
+        names = (tmp_path / "feats.files.txt").read_text().splitlines()
+    else:
+        with h5py.File(out) as f:
+            vectors, names = f["features"][()], [n.decode() for n in f["files"][()]]
+    assert vectors.shape == (3, 256) and vectors.dtype == np.float32
+    assert [os.path.basename(n) for n in names] == ["im0.png", "im1.png", "im2.png"]
+    # row i is the feature vector of image i, as the library computes it
+    import mobilenet_np as mnp
+    model = mnp.load(workdir / "w.h5")
+    np.testing.assert_allclose(vectors[2], model.features(mnp.load_image(names[2], 64)[None])[0], rtol=1e-6)
+
+
+def test_models_lists_the_registry():
+    r = run("models")
+    assert r.returncode == 0
+    assert "mobilenet_v1_025_128_quant" in r.stdout and "mobilenet_v2_140_224" in r.stdout
+    assert len(r.stdout.strip().splitlines()) == 1 + 54
