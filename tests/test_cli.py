@@ -109,3 +109,26 @@ def test_models_lists_the_registry():
     assert r.returncode == 0
     assert "mobilenet_v1_025_128_quant" in r.stdout and "mobilenet_v2_140_224" in r.stdout
     assert len(r.stdout.strip().splitlines()) == 1 + 54
+
+
+def test_classify_top1_agrees_with_tflite_on_every_photo(tmp_path):
+    """`mobilenet-np classify --json` on the fixture photos vs TFLite running the float 2018 V1 0.25/224 model."""
+    from mobilenet_np.testing import fixture_path, missing_reason
+
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    pb, tfl = (fixture_path(f"models/mobilenet_v1_0.25_224/mobilenet_v1_0.25_224{s}") for s in ("_frozen.pb", ".tflite"))
+    images = fixture_path("images")
+    if pb is None or tfl is None or images is None:
+        pytest.skip(missing_reason("models/mobilenet_v1_0.25_224"))
+    r = run("classify", "--weights", pb, "--json", "--top", "1", images)
+    assert r.returncode == 0, r.stderr
+    ours = {json.loads(line)["image"]: json.loads(line)["top"][0]["index"] for line in r.stdout.splitlines()}
+    interpreter = litert.Interpreter(model_path=str(tfl))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    import mobilenet_np as mnp
+    assert len(ours) == 13
+    for path, index in ours.items():
+        interpreter.set_tensor(inp["index"], mnp.load_image(path, 224)[None] * 2 - 1)
+        interpreter.invoke()
+        assert int(interpreter.get_tensor(out["index"])[0].argmax()) == index, path
