@@ -20,6 +20,8 @@ FORMAT_NAME = "mobilenet_np.weights"
 FORMAT_VERSION = 1
 META_GROUP = "_meta"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# What h5py raises on a damaged file, depending on where the damage is.
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError)
 
 
 @dataclass
@@ -95,7 +97,7 @@ def is_weights_file(path):
     try:
         with h5py.File(path, "r") as f:
             return f.attrs.get("format") == FORMAT_NAME
-    except OSError:
+    except H5_ERRORS:
         return False
 
 
@@ -163,7 +165,7 @@ def load_hdf5(path):
             f.visititems(visit)
             if f"{META_GROUP}/labels" in f:
                 labels = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in f[f"{META_GROUP}/labels"][()]]
-    except (OSError, KeyError, ValueError, RuntimeError) as e:
+    except H5_ERRORS as e:
         raise CorruptFileError(f"cannot read HDF5 weight file {path}: {e}") from e
     try:
         weights = WeightSet(

@@ -23,6 +23,7 @@ import numpy as np
 
 from mobilenet_np import architectures
 from mobilenet_np.errors import CorruptFileError, UnsupportedFormatError
+from mobilenet_np.weights import H5_ERRORS
 
 from .names import keras_family, keras_to_slim
 
@@ -154,7 +155,7 @@ def read_keras_h5(path):
                     name = keras_to_slim(family, layer, weight)
                     if name is not None:
                         variables[name] = value
-    except OSError as e:
+    except H5_ERRORS as e:
         raise CorruptFileError(f"cannot read Keras HDF5 file {path}: {e}") from e
     _to_slim_logits(variables, architectures.SCOPES[family], notes)
     return family, variables, size, notes
