@@ -1,0 +1,276 @@
+"""Side-by-side speed of mobilenet_np and its peers, on the same weights and inputs, in one process.
+
+    python bench/compare.py                       # all cases, 1 thread, batch 1 and 32
+    python bench/compare.py --cases v1_025_128 --batch 1 --threads 1,2 --repeats 30 --json out.json
+    python bench/compare.py --profile v1_025_128  # per-layer time vs MACs of mobilenet_np
+
+Peers: TFLite (ai-edge-litert; default interpreter = XNNPACK), ONNX Runtime (a graph we build from the
+same folded weights), TensorFlow (the Keras application model under ``tf.function``). Runs are interleaved
+(one run of each peer per round) so that machine noise hits all alike; the table shows medians in ms and the
+ratio mobilenet_np / peer (below 1 = we are faster). Needs the ``bench`` extra (``pip install -e '.[bench]'``)
+plus tensorflow-cpu and ai-edge-litert from the ``test`` extra.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import mobilenet_np as mnp  # noqa: E402
+from mobilenet_np.testing import fixture_path  # noqa: E402
+
+CASES = {
+    # name: (family, alpha, size, fixture weights or None for realistic random weights)
+    "v1_025_128": ("v1", 0.25, 128, "models/mobilenet_v1_0.25_128_2017/frozen_graph.pb"),
+    "v1_025_224": ("v1", 0.25, 224, "models/mobilenet_v1_0.25_224/mobilenet_v1_0.25_224_frozen.pb"),
+    "v2_050_160": ("v2", 0.5, 160, None),
+}
+
+
+def weights_for(case):
+    family, alpha, size, rel = CASES[case]
+    path = fixture_path(rel) if rel else None
+    if path is not None:
+        return mnp.read_weights(str(path))
+    from tests.helpers import random_weight_set
+    return random_weight_set(family, alpha, seed=0, input_size=(size, size))
+
+
+# ------------------------------------------------------------------------------------------------- peers
+def keras_model(ws):
+    """The keras.applications model with our slim variables loaded (the inverse of weights_tools.names)."""
+    import keras
+
+    from weights_tools.names import keras_to_slim
+
+    size = ws.input_size
+    builder = keras.applications.MobileNet if ws.family == "mobilenet_v1" else keras.applications.MobileNetV2
+    model = builder(alpha=ws.depth_multiplier, input_shape=(*size, 3), weights=None, classes=ws.num_classes,
+                    classifier_activation=None)
+    for layer in model.layers:
+        values = []
+        for var in layer.weights:
+            name = keras_to_slim(ws.family, layer.name, var.path.split("/")[-1])
+            value = ws.variables[name]
+            values.append(value.reshape(var.shape))
+        if values:
+            layer.set_weights(values)
+    return model
+
+
+def tflite_runner(keras_net, batch, threads):
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    import contextlib
+    import io
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_net)
+    with contextlib.redirect_stdout(io.StringIO()):   # the converter prints every captured tensor
+        flat = converter.convert()
+    interpreter = Interpreter(model_content=flat, num_threads=threads)
+    inp = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]])
+    interpreter.allocate_tensors()
+    out = interpreter.get_output_details()[0]
+
+    def run(x):
+        interpreter.set_tensor(inp["index"], x * 2 - 1)
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])
+    return run
+
+
+def configure_tensorflow(threads):
+    """TF's thread pools can only be set before its first op, hence one thread count per process."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def tensorflow_runner(keras_net, threads):
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: keras_net(x * 2 - 1, training=False))
+    return lambda x: fn(tf.constant(x)).numpy()
+
+
+def onnx_model(model):
+    """An ONNX graph of the same network from our folded weights (NCHW Conv, Clip, GlobalAveragePool, Gemm)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    arch = model.architecture
+    nodes, inits = [], []
+    nodes.append(helper.make_node("Mul", ["images", "two"], ["scaled"]))
+    nodes.append(helper.make_node("Sub", ["scaled", "one"], ["x_nhwc"]))
+    nodes.append(helper.make_node("Transpose", ["x_nhwc"], ["x0"], perm=[0, 3, 1, 2]))
+    inits += [numpy_helper.from_array(np.float32(2.0).reshape(()), "two"),
+              numpy_helper.from_array(np.float32(1.0).reshape(()), "one"),
+              numpy_helper.from_array(np.float32(0.0).reshape(()), "zero"),
+              numpy_helper.from_array(np.float32(6.0).reshape(()), "six")]
+    h, w = arch.default_size
+    x, block_input, block = "x0", None, None
+    for i, (layer, weights, bias, _) in enumerate(model._steps):
+        if layer.op == "logits":
+            break
+        if layer.block != block:
+            block, block_input = layer.block, x
+        if layer.op == "pointwise":
+            kernel = weights.T[:, :, None, None]
+            group, pads = 1, [0, 0, 0, 0]
+        else:
+            top, bottom, left, right = mnp.kernels.same_pads(h, w, layer.kernel, layer.stride)
+            pads = [top, left, bottom, right]
+            if layer.op == "depthwise":
+                kernel, group = np.transpose(weights, (2, 3, 0, 1)), weights.shape[2]
+            else:
+                kernel, group = np.transpose(weights, (3, 2, 0, 1)), 1
+            h, w = -(-h // layer.stride), -(-w // layer.stride)
+        inits += [numpy_helper.from_array(np.ascontiguousarray(kernel, np.float32), f"w{i}"),
+                  numpy_helper.from_array(bias, f"b{i}")]
+        nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], group=group, pads=pads,
+                                      strides=[layer.stride] * 2, kernel_shape=[layer.kernel] * 2))
+        x = f"c{i}"
+        if layer.relu6:
+            nodes.append(helper.make_node("Clip", [x, "zero", "six"], [f"r{i}"]))
+            x = f"r{i}"
+        if layer.ends_block and layer.residual:
+            nodes.append(helper.make_node("Add", [x, block_input], [f"a{i}"]))
+            x = f"a{i}"
+    _, weights, bias, _ = model._steps[-1]
+    inits += [numpy_helper.from_array(weights, "wl"), numpy_helper.from_array(bias, "bl")]
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["pool"]),
+              helper.make_node("Flatten", ["pool"], ["flat"]),
+              helper.make_node("Gemm", ["flat", "wl", "bl"], ["logits"])]
+    graph = helper.make_graph(nodes, "mobilenet", [helper.make_tensor_value_info(
+        "images", TensorProto.FLOAT, ["n", *arch.default_size, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", arch.num_classes])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
+def onnx_runner(model, threads):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(onnx_model(model), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(["logits"], {"images": x})[0]
+
+
+# ------------------------------------------------------------------------------------------------ timing
+def interleaved(runners, x, repeats, warmup=3):
+    for run in runners.values():
+        for _ in range(warmup):
+            run(x)
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            t = time.perf_counter()
+            run(x)
+            times[name].append((time.perf_counter() - t) * 1e3)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def bench_case(case, batch, threads, repeats, peers):
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    ws = weights_for(case)
+    ours = mnp.Model(ws.architecture(), ws.variables, weights=ws)
+    size = ws.input_size
+    x = np.random.default_rng(0).uniform(0, 1, (batch, *size, 3)).astype(np.float32)
+    runners = {"mobilenet_np": ours.classify}
+    reference = ours.classify(x)
+    if peers:
+        net = keras_model(ws)
+        runners["tflite_xnnpack"] = tflite_runner(net, batch, threads)
+        runners["onnxruntime"] = onnx_runner(ours, threads)
+        runners["tensorflow"] = tensorflow_runner(net, threads)
+        for name, run in runners.items():  # same weights, same answers (a peer with other weights is no peer)
+            worst = float(np.abs(run(x) - reference).max())
+            if worst > 1e-3:
+                raise SystemExit(f"{name} disagrees with mobilenet_np by {worst:.3g} on {case}")
+    medians = interleaved(runners, x, repeats)
+    return {"case": case, "batch": batch, "threads": threads, "median_ms": medians,
+            "ratio": {k: medians["mobilenet_np"] / v for k, v in medians.items() if k != "mobilenet_np"}}
+
+
+def profile(case, repeats):
+    """Per-layer time of mobilenet_np (batch 1) against each layer's multiply-adds."""
+    ws = weights_for(case)
+    model = mnp.Model(ws.architecture(), ws.variables)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, *ws.input_size, 3)).astype(np.float32)
+    model.classify(x * 0.5 + 0.5)
+    table = {r["name"]: r["macs"] for r in model.architecture.layer_table(*ws.input_size)}
+    spent = {}
+    for _ in range(repeats):
+        y = x
+        for step in model._steps[:-1]:
+            t = time.perf_counter()
+            y = model._conv(step, y)
+            spent[step[0].name] = spent.get(step[0].name, 0.0) + time.perf_counter() - t
+    total = sum(spent.values()) / repeats * 1e3
+    print(f"{case}: body {total:.2f} ms per image")
+    print(f"{'layer':<26}{'ms':>8}{'share':>8}{'MACs':>12}{'GMAC/s':>8}")
+    for name, seconds in spent.items():
+        ms = seconds / repeats * 1e3
+        print(f"{name:<26}{ms:>8.3f}{ms / total:>8.1%}{table[name]:>12,}{table[name] / ms / 1e6:>8.2f}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--batch", default="1,32")
+    p.add_argument("--threads", default="1")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--no-peers", action="store_true", help="time mobilenet_np alone")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--profile", metavar="CASE", help="per-layer profile of one case instead")
+    args = p.parse_args()
+    if args.profile:
+        profile(args.profile, args.repeats)
+        return
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    if len(thread_counts) > 1:   # one process per thread count (TF fixes its pools at start-up)
+        import subprocess
+        import tempfile
+
+        results = []
+        for t in thread_counts:
+            with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+                cmd = [sys.executable, os.path.abspath(__file__), "--cases", args.cases, "--batch", args.batch,
+                       "--threads", str(t), "--repeats", str(args.repeats), "--json", tmp.name]
+                subprocess.run(cmd + (["--no-peers"] if args.no_peers else []), check=True)
+                results += json.load(open(tmp.name))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+        return
+    if not args.no_peers:
+        configure_tensorflow(thread_counts[0])
+    results = []
+    print(f"{'case':<12}{'batch':>6}{'thr':>4}{'ours ms':>10}  " + "  ".join(
+        f"{n:>22}" for n in ("tflite_xnnpack", "onnxruntime", "tensorflow")))
+    for case in args.cases.split(","):
+        for batch in map(int, args.batch.split(",")):
+            for threads in thread_counts:
+                r = bench_case(case, batch, threads, args.repeats, not args.no_peers)
+                results.append(r)
+                peers = "  ".join(f"{r['median_ms'][n]:>9.2f} ms ({r['ratio'][n]:>5.2f}x)" for n in r["ratio"])
+                print(f"{case:<12}{batch:>6}{threads:>4}{r['median_ms']['mobilenet_np']:>10.2f}  {peers}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
