@@ -70,6 +70,31 @@ TOLERANCES = {
     # weights, 2 images): V1 0.25 7e-7 (engines) / 1.1e-6 (BN folding); V2 0.5/160 6.8e-5 / 1.0e-4 -- the V2
     # residual stream carries rounding errors through 17 blocks. 3e-4 leaves a margin of 3x over the worst.
     "engine_vs_engine": dict(rtol=0.0, atol=0.0, scaled_atol=3e-4),
+    # Fake-quant ("quantops") model vs TensorFlow running the _quant frozen graph, per endpoint. Activations
+    # lie on a grid of step `scale` (the layer's nudged act_quant scale), so differences count in steps; the
+    # bound is the fraction of elements within one step (the issue's target, 99.9 %). It is not slack: our
+    # kernels reproduce TF 2.21's accumulation order (FMA chains, kernels/fma_conv.py) and its Rsqrt
+    # (kernels/quant_fold.py), and measured 100 % identical on all 30 endpoints of 13 photos (x86-64 with FMA).
+    # Plain multiply-then-add kernels flip single elements by one step; the flips cascade through the
+    # network and leave only 94.8 % within one step at Conv2d_13_pointwise (measured), failing this bound.
+    "fake_quant_vs_tf": dict(within_one_step=0.999),
+    # Softmax of bit-identical fake-quant logits: ours sums exp in float64, TF's Eigen kernel in float32.
+    # Measured max |diff| 1.2e-7 (about one float32 ulp of the largest probability); 1e-6 leaves 8x margin.
+    "fake_quant_predictions_vs_tf": dict(rtol=0.0, atol=1e-6),
+    # _quant checkpoint -> uint8 converter vs the official 2018 .tflite: how many of the 463,856 weights and
+    # 3,737 int32 biases may differ (each by at most one step). Every scale and zero point must be identical.
+    # Measured: recipe "tf1" (our reconstruction of the 2018 arithmetic) 11 weights, 0 biases; recipe "tf2"
+    # (TF 2.21's Rsqrt and fake-quant, i.e. FakeQuantModel's weights) 143 weights, 1 bias -- the file was
+    # made with 2018 TF, whose folding and rounding differ in the last ulp. Limits: measured + ~25 %.
+    "converter_vs_tflite": {"tf1": dict(weights=14, biases=0), "tf2": dict(weights=180, biases=2)},
+    # Integer (uint8 / int8) model vs the TFLite interpreter, every tensor: exact, 0 LSB. Integer arithmetic
+    # leaves no rounding noise to allow for; measured 0 mismatches in 2.8e8 elements (5 uint8 files with 13
+    # photos, an int8 file with 8 images; reference kernels and XNNPACK). A difference is a wrong formula.
+    "integer_vs_tflite": dict(rtol=0.0, atol=0.0),
+    # A float .tflite run by our float kernels vs TFLite's float kernels (XNNPACK and reference), per tensor,
+    # relative to the tensor's largest value. Different summation orders in float32; measured worst 3.7e-5 of
+    # the tensor's scale (Conv2d_13_pointwise, V1 0.25/224, 13 photos); 1e-4 leaves a margin of 2.7x.
+    "float_tflite_vs_tflite": dict(rtol=0.0, atol=0.0, scaled_atol=1e-4),
 }
 
 

@@ -7,7 +7,7 @@ Slim names (``MobilenetV1/Conv2d_3_depthwise/depthwise_weights``) are ours every
   BatchNorm``; weight ``kernel`` -> ``weights``, ``depthwise_kernel`` -> ``depthwise_weights``, ``bias`` ->
   ``biases``, BN ``gamma/beta/moving_mean/moving_variance`` unchanged.
 * **TFLite tensor names** carry the slim op scope (``MobilenetV1/MobilenetV1/Conv2d_3_depthwise/Relu6``),
-  possibly several joined with ``;``: :func:`slim_layer_of` finds the layer name inside.
+  possibly several joined with ``;``: :func:`slim_endpoint_name` finds the endpoint inside the first part.
 * **TF2 object-based checkpoints** record the original variable names (see ``saved_model.py``).
 """
 import re
@@ -59,16 +59,38 @@ def keras_to_slim(family, layer, weight):
     return None
 
 
-_SLIM_LAYER = re.compile(r"(Conv2d_\d+_(?:depthwise|pointwise)|Conv2d_0|Conv2d_1c_1x1|"
-                         r"expanded_conv(?:_\d+)?/(?:expand|depthwise|project)|expanded_conv(?:_\d+)?|Conv_1|Conv)"
-                         r"(?=/|;|$)")
+_LAYER_RE = re.compile(r"^(Conv2d_\d+(?:_depthwise|_pointwise)?|Conv(?:_\d+)?|expanded_conv(?:_\d+)?)$")
+_V2_PARTS = ("expand", "depthwise", "project")
+PROJECT_RE = re.compile(r"^(expanded_conv(?:_\d+)?)/project$")
 
 
-def slim_layer_of(tensor_name):
-    """The slim layer scope inside a TFLite/TF tensor name (``Logits/Conv2d_1c_1x1`` for the logits), or None."""
-    for part in tensor_name.split(";"):
-        match = _SLIM_LAYER.search(part)
-        if match:
-            layer = match.group(1)
-            return "Logits/Conv2d_1c_1x1" if layer == "Conv2d_1c_1x1" else layer
-    return None
+def slim_endpoint_name(tensor_name, op_name=None, family=None):
+    """The TF-slim endpoint name of a TFLite tensor (see module doc), or ``None`` when there is none."""
+    first = tensor_name.split(";")[0]
+    parts = first.split("/")
+    while parts and parts[0] in ("MobilenetV1", "MobilenetV2"):
+        parts = parts[1:]
+    if not parts:
+        return None
+    if parts[0] in ("Logits", "Predictions"):
+        if parts[0] == "Predictions":
+            return "Predictions"
+        rest = parts[1:]
+        if op_name in ("AVERAGE_POOL_2D", "MEAN") or (rest and rest[0].startswith("AvgPool")):
+            if rest and rest[0] == "AvgPool_1a":
+                return "AvgPool_1a"
+            return "global_pool" if family == "MobilenetV2" else "AvgPool_1a"
+        if rest and rest[0] == "Conv2d_1c_1x1":
+            return "Logits/Conv2d_1c_1x1"
+        if op_name in ("RESHAPE", "SQUEEZE"):
+            return "Logits"
+        return None
+    if not _LAYER_RE.match(parts[0]):
+        return None
+    if parts[0].startswith("expanded_conv"):
+        if len(parts) > 1 and parts[1] in _V2_PARTS:
+            return f"{parts[0]}/{parts[1]}"
+        if op_name == "ADD":
+            return parts[0]
+        return None
+    return parts[0]
