@@ -104,7 +104,6 @@ def tensorflow_runner(keras_net, threads):
 
 def onnx_model(model):
     """An ONNX graph of the same network from our folded weights (NCHW Conv, Clip, GlobalAveragePool, Gemm)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     arch = model.architecture

@@ -9,7 +9,6 @@ import io
 import tarfile
 import time
 
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 

@@ -2,7 +2,6 @@
 import dataclasses
 import hashlib
 import http.server
-import os
 import socket
 import tarfile
 import threading
