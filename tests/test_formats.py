@@ -256,3 +256,40 @@ def test_corrupt_keras_and_saved_model_files(tmp_path, keras_models):
     (tmp_path / "sm2" / "saved_model.pb").write_bytes(b"")
     with pytest.raises(mnp.WeightsFileNotFoundError, match="variables.index"):
         read_source(tmp_path / "sm2")
+
+
+def test_float_tflite_reads_as_float_weights_and_matches_tflite():
+    rel = "models/mobilenet_v1_0.25_224/mobilenet_v1_0.25_224.tflite"
+    path = fixture_path(rel)
+    if path is None:
+        pytest.skip(missing_reason(rel))
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = mnp.load(path, mode="float")
+    images = _photos(224, count=13)
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    theirs = []
+    for image in images:
+        interpreter.set_tensor(inp["index"], image[None] * 2 - 1)
+        interpreter.invoke()
+        theirs.append(interpreter.get_tensor(out["index"])[0])
+    ours = model.predictions(images)
+    worst, where = max_difference(ours, np.array(theirs))
+    print(f"\nfloat .tflite read as float weights: max |d probability| vs TFLite {worst:.3g}")
+    assert_close(ours, np.array(theirs), "probabilities_vs_keras", "float tflite probabilities")
+    assert np.array_equal(ours.argmax(1), np.array(theirs).argmax(1))
+
+
+def test_quantized_tflite_dequantizes_like_tensorflow_reports():
+    rel = "models/tflite/coral_mobilenet_v2_1.0_224_quant.tflite"
+    path = fixture_path(rel)
+    if path is None:
+        pytest.skip(missing_reason(rel))
+    ws = read_source(str(path))
+    expected = tf_oracle.slim_variables_from_tflite(path)     # TF's interpreter reports the same tensors
+    assert (ws.family, ws.depth_multiplier, ws.input_size) == ("mobilenet_v2", 1.0, (224, 224))
+    assert ws.variables.keys() == expected.keys()
+    for name, value in expected.items():
+        assert np.array_equal(ws.variables[name], value), name

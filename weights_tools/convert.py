@@ -7,6 +7,7 @@ Formats (``source_kind``):
 ``frozen_graph``   frozen GraphDef ``.pb`` (BN as FusedBatchNorm, as Mul/Add/Rsqrt, or contrib.quantize-folded)
 ``saved_model``    a SavedModel directory: TF1 hub module (name-based keys) or TF2 (object-based keys)
 ``keras``          Keras ``keras.applications`` MobileNet/MobileNetV2 weights (``.h5``, ``.weights.h5``)
+``tflite``         a TF-slim ``.tflite`` (float, or uint8/int8 dequantized; BN is already folded in it)
 ``archive``        an official release ``.tgz``/``.tar``/``.zip``; the best source inside is used
 ``ours``           our own HDF5 (handled by :func:`mobilenet_np.weights.load_hdf5`)
 =================  ============================================================================================
@@ -17,6 +18,8 @@ Keras config) or its release name, else 224 with a note.
 """
 import os
 from pathlib import Path
+
+import numpy as np
 
 from mobilenet_np import architectures
 from mobilenet_np.errors import UnsupportedFormatError, WeightsError, WeightsFileNotFoundError
@@ -122,8 +125,68 @@ def _read_keras(path, ema):
     return variables, path, size, notes, architectures.BATCH_NORM_EPSILON
 
 
+def _dequantized(t):
+    """A constant tensor's real values: ``scale * (q - zero_point)``, per channel along its quantized axis."""
+    q = t.quantization
+    data = np.asarray(t.data)
+    if not q.is_quantized or data.dtype.kind == "f":
+        return data.astype(np.float32)
+    shape = [1] * data.ndim
+    if q.per_channel:
+        shape[q.quantized_dimension] = -1
+    scale = q.scale.astype(np.float64).reshape(shape)
+    zero = q.zero_point.astype(np.float64).reshape(shape) if q.zero_point.size else 0.0
+    return ((data.astype(np.float64) - zero) * scale).astype(np.float32)
+
+
+def _read_tflite(path, ema):
+    """Float weights of a TF-slim ``.tflite`` (uint8/int8 weights dequantized). Its batch norm is already folded
+    into the kernels and biases, so each layer gets an identity batch norm holding the bias (gamma 1, mean 0,
+    variance ``1 - eps``, which makes ``var + eps`` exactly 1.0 in float32)."""
+    from .names import slim_endpoint_name
+    from .tflite import read_tflite
+
+    if ema:
+        raise WeightsError("--ema: a .tflite file holds only its converted values")
+    model = read_tflite(path)
+    family = next((f for f in ("MobilenetV1", "MobilenetV2") if any(t.name.startswith(f + "/") for t in model.tensors)),
+                  None)
+    if family is None:
+        raise UnsupportedFormatError(f"{path}: tensor names are not TF-slim MobileNet names; run it as is with "
+                                     "mobilenet_np.load(path, mode='uint8')")
+    variables, eps = {}, architectures.BATCH_NORM_EPSILON
+    quantized = False
+    for op in model.operators:
+        if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        out = model.tensors[op.outputs[0]]
+        layer = slim_endpoint_name(out.name, op.name, family)
+        kernel, bias = model.tensors[op.inputs[1]], model.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        if layer is None or kernel.data is None:
+            raise UnsupportedFormatError(f"{path}: cannot name the layer of operator {op.index} ({out.name})")
+        quantized |= kernel.quantization.is_quantized and np.asarray(kernel.data).dtype.kind != "f"
+        w = _dequantized(kernel)
+        w = w.reshape(1, 1, *w.shape[::-1]) if op.name == "FULLY_CONNECTED" else np.transpose(w, (1, 2, 3, 0))
+        b = _dequantized(bias) if bias is not None and bias.data is not None else np.zeros(w.shape[-1], np.float32)
+        prefix = f"{family}/{layer}/"
+        variables[prefix + ("depthwise_weights" if op.name == "DEPTHWISE_CONV_2D" else "weights")] = \
+            np.ascontiguousarray(w)
+        if layer.startswith("Logits"):
+            variables[prefix + "biases"] = b
+            continue
+        c = b.shape[0]
+        variables.update({prefix + "BatchNorm/gamma": np.ones(c, np.float32), prefix + "BatchNorm/beta": b,
+                          prefix + "BatchNorm/moving_mean": np.zeros(c, np.float32),
+                          prefix + "BatchNorm/moving_variance": np.full(c, 1.0 - eps, np.float32)})
+    size = tuple(model.tensors[model.inputs[0]].shape[1:3])
+    notes = ["batch norm is folded in a .tflite: stored as identity batch norm around the folded bias"]
+    if quantized:
+        notes.append("uint8/int8 weights dequantized to float (for the integer arithmetic itself use mode='uint8')")
+    return variables, path, size, notes, eps
+
+
 READERS = {"checkpoint": _read_checkpoint, "frozen_graph": _read_frozen_graph, "saved_model": _read_saved_model,
-           "keras": _read_keras}
+           "keras": _read_keras, "tflite": _read_tflite}
 
 
 def read_source(path, input_size=None, ema=False):
@@ -140,9 +203,6 @@ def read_source(path, input_size=None, ema=False):
         weights.notes.insert(0, f"archive member {os.path.relpath(inner, os.path.dirname(inner))} used")
         weights.source_file, weights.source_sha256 = Path(path).name, sha256_of(path)
         return weights
-    if kind == "tflite":
-        raise UnsupportedFormatError(f"{path}: .tflite files are run by the integer path "
-                                     "(mobilenet_np.load(path, mode='uint8'))")
     variables, hashed, size, notes, eps = READERS[kind](path, ema)
     family, alpha, num_classes = infer_architecture(variables, source=str(path))
     if input_size:
