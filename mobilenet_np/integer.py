@@ -494,6 +494,14 @@ class IntegerModel:
         t = self.output_tensor
         return self._batched(images, batch_size, lambda x: self._dequantized(t, self.run(x)[t.index]))
 
+    def predictions(self, images, batch_size=DEFAULT_BATCH_SIZE):
+        """Class probabilities ``[N, classes]``: the dequantized softmax output, or the softmax of the dequantized
+        logits when the model ends before its softmax."""
+        scores = self.classify(images, batch_size)
+        if self.tflite.operators and self.tflite.operators[-1].name == "SOFTMAX":
+            return scores
+        return self._k["softmax"](np.ascontiguousarray(scores.reshape(len(scores), -1), np.float32))
+
     @property
     def feature_tensor(self):
         """The pooled feature tensor: output of the last AVERAGE_POOL_2D or MEAN."""

@@ -132,3 +132,17 @@ def test_classify_top1_agrees_with_tflite_on_every_photo(tmp_path):
         interpreter.set_tensor(inp["index"], mnp.load_image(path, 224)[None] * 2 - 1)
         interpreter.invoke()
         assert int(interpreter.get_tensor(out["index"])[0].argmax()) == index, path
+
+
+@pytest.mark.parametrize("mode,source", [("uint8", "mobilenet_v1_0.25_128_quant.tflite"),
+                                         ("fake_quant", "mobilenet_v1_0.25_128_quant.ckpt.index")])
+def test_classify_quantized_modes(mode, source):
+    from mobilenet_np.testing import fixture_path, missing_reason
+
+    rel = f"models/mobilenet_v1_0.25_128_quant/{source}"
+    path, image = fixture_path(rel), fixture_path("images/koala.jpg")
+    if path is None or image is None:
+        pytest.skip(missing_reason(rel))
+    r = run("classify", "--weights", path, "--mode", mode, "--json", "--top", "1", image)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["top"][0]["index"] == 106      # koala, in both quantized forms
