@@ -184,7 +184,7 @@ def bench_case(case, batch, threads, repeats, peers):
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     ws = weights_for(case)
-    ours = mnp.Model(ws.architecture(), ws.variables, weights=ws)
+    ours = mnp.Model(ws.architecture(), ws.variables, weights=ws, threads=threads)
     size = ws.input_size
     x = np.random.default_rng(0).uniform(0, 1, (batch, *size, 3)).astype(np.float32)
     runners = {"mobilenet_np": ours.classify}
@@ -204,9 +204,11 @@ def bench_case(case, batch, threads, repeats, peers):
 
 
 def profile(case, repeats):
-    """Per-layer time of mobilenet_np (batch 1) against each layer's multiply-adds."""
+    """Per-layer time of mobilenet_np (batch 1) against each layer's multiply-adds: the layer-by-layer path
+    (``engine="layers"``, one kernel call per layer from Python) and the fast executor (one compiled call; time
+    per fused stage from the CPU's cycle counter)."""
     ws = weights_for(case)
-    model = mnp.Model(ws.architecture(), ws.variables)
+    model = mnp.Model(ws.architecture(), ws.variables, engine="layers")
     x = np.random.default_rng(0).uniform(-1, 1, (1, *ws.input_size, 3)).astype(np.float32)
     model.classify(x * 0.5 + 0.5)
     table = {r["name"]: r["macs"] for r in model.architecture.layer_table(*ws.input_size)}
@@ -218,11 +220,37 @@ def profile(case, repeats):
             y = model._conv(step, y)
             spent[step[0].name] = spent.get(step[0].name, 0.0) + time.perf_counter() - t
     total = sum(spent.values()) / repeats * 1e3
-    print(f"{case}: body {total:.2f} ms per image")
+    print(f"{case}, engine='layers': body {total:.2f} ms per image (sum of per-layer kernel calls)")
     print(f"{'layer':<26}{'ms':>8}{'share':>8}{'MACs':>12}{'GMAC/s':>8}")
     for name, seconds in spent.items():
         ms = seconds / repeats * 1e3
         print(f"{name:<26}{ms:>8.3f}{ms / total:>8.1%}{table[name]:>12,}{table[name] / ms / 1e6:>8.2f}")
+
+    fast = mnp.Model(ws.architecture(), ws.variables)
+    images = x * 0.5 + 0.5
+    ex = fast.executor
+    plan = ex.plan(*ws.input_size)
+    ex.run(images, logits=True)
+    cycles = np.zeros(len(plan.stages) + 1, np.int64)
+    wall = []
+    for _ in range(repeats):
+        before = cycles.copy()
+        t = time.perf_counter()
+        ex.run(images, logits=True, cycles=cycles)
+        wall.append((time.perf_counter() - t, int((cycles - before).sum())))
+    # cycles -> ms from the runs themselves (the counter ticks at a constant rate)
+    seconds_per_cycle = sum(w for w, _ in wall) / max(1, sum(c for _, c in wall))
+    names = plan.names + [["logits"]]
+    table["logits"] = model.architecture.logits.macs(1, 1) if model.architecture.logits else 0
+    ms = cycles * seconds_per_cycle / repeats * 1e3
+    best = min(w for w, _ in wall) * 1e3
+    print(f"\n{case}, engine='numba' (fast executor): {ms.sum():.2f} ms per image in the compiled call "
+          f"(median run {statistics.median(w for w, _ in wall) * 1e3:.2f} ms, best {best:.2f} ms, logits included)")
+    print(f"{'stage (layers)':<48}{'ms':>8}{'share':>8}{'MACs':>12}{'GMAC/s':>8}")
+    for stage_names, t in zip(names, ms):
+        macs = sum(table.get(n, 0) for n in stage_names)
+        rate = f"{macs / t / 1e6:>8.2f}" if macs and t > 0 else f"{'':>8}"
+        print(f"{' + '.join(stage_names):<48}{t:>8.3f}{t / ms.sum():>8.1%}{macs:>12,}{rate}")
 
 
 def main():

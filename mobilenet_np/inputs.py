@@ -1,16 +1,20 @@
 """Validation of image batches before they reach the kernels."""
+import math
+
 import numpy as np
 
 from .architectures import MIN_INPUT_SIZE
 from .errors import InputError
 
 
-def check_images(images):
+def check_images(images, values=True):
     """Return ``images`` as a C-contiguous float32 ``[N, H, W, 3]`` array in [0, 1], or raise :class:`InputError`.
 
     The TF-Hub convention: RGB, float, values in [0, 1]; the model maps them to [-1, 1] itself (``2x - 1``).
     Any floating dtype is accepted and cast to float32; integer images are refused (a uint8 photo passed
-    unscaled would be 255 times too bright).
+    unscaled would be 255 times too bright). ``values=False`` skips the pass over the values (NaN, infinities,
+    range) for callers that check them on the way, like the fast executor (:func:`check_values` then names the
+    problem).
     """
     x = np.asarray(images)
     if x.ndim != 4:
@@ -25,13 +29,20 @@ def check_images(images):
         raise InputError(f"images must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels; "
                          f"got {x.shape[1]}x{x.shape[2]}")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.size:
-        finite = np.isfinite(x)
-        if not finite.all():
-            bad = tuple(int(i) for i in np.argwhere(~finite)[0])
-            raise InputError(f"images contain {int((~finite).sum())} NaN or infinite values (first at index {bad})")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > 1.0:
-            raise InputError(f"image values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}] (the model maps "
-                             "[0, 1] to [-1, 1] itself: do not pre-scale to [-1, 1] or pass 0..255)")
+    if values:
+        check_values(x)
     return x
+
+
+def check_values(x):
+    """Raise :class:`InputError` if the float array ``x`` holds NaN, infinities or values outside [0, 1]."""
+    if not x.size:
+        return
+    lo, hi = float(x.min()), float(x.max())    # NaN propagates through min/max, infinities show up in them
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        finite = np.isfinite(x)
+        bad = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise InputError(f"images contain {int((~finite).sum())} NaN or infinite values (first at index {bad})")
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(f"image values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}] (the model maps "
+                         "[0, 1] to [-1, 1] itself: do not pre-scale to [-1, 1] or pass 0..255)")

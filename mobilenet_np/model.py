@@ -20,22 +20,36 @@ from .signatures import HubInterface
 from .kernels import fold_batch_norm, kernel_set, same_pads
 
 DEFAULT_BATCH_SIZE = 64
+ENGINES = ("numba", "layers", "numpy")
 
 
 class Model(HubInterface):
     """MobileNet V1/V2 inference in NumPy + Numba.
 
-    ``engine="numba"`` runs the compiled kernels, ``"numpy"`` their readable twins. ``fold_batch_norm=False``
-    keeps batch norm as a separate step after each convolution (for study; slower).
+    ``engine``:
+
+    * ``"numba"`` (default): the fast executor (:mod:`mobilenet_np.executor`): the whole network in one
+      compiled call, fused and register-tiled kernels, no Python between layers;
+    * ``"layers"``: the per-layer Numba kernels, called layer by layer from Python (the textbook path);
+    * ``"numpy"``: their readable NumPy twins.
+
+    All three give the same results up to float32 rounding. ``fold_batch_norm=False`` keeps batch norm as a
+    separate step after each convolution (for study; slower; runs the per-layer kernels). ``threads`` > 1 lets
+    the fast executor share the images of a batch among that many threads (Numba's thread pool); 1 (default)
+    stays on the calling thread.
     """
 
-    def __init__(self, architecture, variables, *, engine="numba", fold_batch_norm=True, weights=None):
+    def __init__(self, architecture, variables, *, engine="numba", fold_batch_norm=True, weights=None, threads=1):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.architecture = architecture
         self.engine = engine
         self.fold_batch_norm = fold_batch_norm
         self.weights = weights  # the WeightSet it came from (metadata: source file, labels, input size)
-        self._k = kernel_set(engine)
+        self._k = kernel_set("numba" if engine == "layers" else engine)
         self._steps = [self._prepare(layer, variables) for layer in architecture.all_layers()]
+        self._executor = None
+        self.threads = threads
 
     # ----------------------------------------------------------------------------------------------------
     def _prepare(self, layer, variables):
@@ -77,8 +91,58 @@ class Model(HubInterface):
         """Images in [0, 1] to the network's [-1, 1] (TF-Hub's ``2x - 1``); subclasses may add to it."""
         return x * np.float32(2.0) - np.float32(1.0)
 
+    # ---------------------------------------------------------------------------------------- fast path
+    @property
+    def threads(self):
+        return self._threads
+
+    @threads.setter
+    def threads(self, value):
+        value = int(value)
+        if value < 1:
+            raise ValueError(f"threads must be at least 1, got {value}")
+        self._threads = value
+        if self._executor is not None:
+            self._executor.threads = value
+
+    def _uses_executor(self):
+        """The fast executor runs plain folded float models; subclasses that change a layer's arithmetic
+        (e.g. fake quantization) keep the layer-by-layer path."""
+        cls = type(self)
+        return (self.engine == "numba" and self.fold_batch_norm
+                and all(getattr(cls, name) is getattr(Model, name)
+                        for name in ("_prepare", "_conv", "_map_input", "_logits", "_forward_layers", "_logits_layers")))
+
+    @property
+    def executor(self):
+        """The :class:`~mobilenet_np.executor.FastExecutor` (built on first use), or ``None`` for engines and
+        models it does not serve."""
+        if self._executor is None and self._uses_executor():
+            from .executor import FastExecutor
+            self._executor = FastExecutor(self.architecture, self._steps, threads=self._threads)
+        return self._executor
+
     def _forward(self, x, keep):
         """Run the body on a checked batch; returns (pooled features [N, C], endpoints dict or None)."""
+        executor = self.executor
+        if executor is None:
+            return self._forward_layers(x, keep)
+        pooled, _, ends = executor.run(x, record=keep)
+        if keep:
+            ends[self.architecture.feature_endpoint] = pooled[:, None, None, :]
+        return pooled, ends
+
+    def _logits(self, pooled):
+        executor = self.executor
+        if executor is None:
+            return self._logits_layers(pooled)
+        if self.architecture.logits is None:
+            raise MobileNetError("this model has no classification layer (num_classes = 0): use features()")
+        return executor.logits(pooled)
+
+    # ------------------------------------------------------------------------------------ layer by layer
+    def _forward_layers(self, x, keep):
+        """The body layer by layer from Python, one kernel call per layer (engines "layers" and "numpy")."""
         ends = {} if keep else None
         x = self._map_input(x)
         block, block_input = None, None
@@ -101,14 +165,15 @@ class Model(HubInterface):
             ends[self.architecture.feature_endpoint] = pooled[:, None, None, :]
         return pooled, ends
 
-    def _logits(self, pooled):
+    def _logits_layers(self, pooled):
         if self.architecture.logits is None:
             raise MobileNetError("this model has no classification layer (num_classes = 0): use features()")
         _, w, bias, _ = self._steps[-1]
         return self._k["logits"](pooled, w, bias)
 
     def _batched(self, images, batch_size, fn):
-        x = check_images(images)
+        # The fast executor checks the values while it reads them (one pass less); the others check here.
+        x = check_images(images, values=self.executor is None)
         if len(x) <= batch_size:
             return fn(x)
         return np.concatenate([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
@@ -116,6 +181,11 @@ class Model(HubInterface):
     # ---------------------------------------------------------------------------------------------- public
     def classify(self, images, batch_size=DEFAULT_BATCH_SIZE):
         """Logits ``[N, num_classes]`` (class 0 is "background") for float images ``[N, H, W, 3]`` in [0, 1]."""
+        executor = self.executor
+        if executor is not None:
+            if self.architecture.logits is None:
+                raise MobileNetError("this model has no classification layer (num_classes = 0): use features()")
+            return self._batched(images, batch_size, lambda x: executor.run(x, logits=True)[1])
         return self._batched(images, batch_size, lambda x: self._logits(self._forward(x, False)[0]))
 
     def features(self, images, batch_size=DEFAULT_BATCH_SIZE):
@@ -128,7 +198,7 @@ class Model(HubInterface):
 
     def endpoints(self, images):
         """``{slim endpoint name: array}`` for every layer, the pooled features, ``Logits`` and ``Predictions``."""
-        pooled, ends = self._forward(check_images(images), True)
+        pooled, ends = self._forward(check_images(images, values=self.executor is None), True)
         if self.architecture.logits is not None:
             ends["Logits"] = self._logits(pooled)
             ends["Predictions"] = self._k["softmax"](ends["Logits"])

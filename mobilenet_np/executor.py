@@ -1,0 +1,462 @@
+"""The fast executor: a model's layers as one plan, run by one compiled call (:mod:`mobilenet_np.kernels.fused`).
+
+:class:`FastExecutor` is built once per :class:`~mobilenet_np.model.Model` from its prepared (BN-folded) steps:
+
+* the *parameter buffer*: every kernel and bias in one float32 array, channel counts padded to multiples of 8
+  with zeros, pointwise kernels packed in blocks of output channels (:func:`pack_gemm`);
+* per input size, a :class:`Plan`: the stages (input, stem conv, V2 expand, depthwise -> pointwise
+  [+ residual], pointwise, pool), the tensors between them with their arena offsets, and the *schedule*: the
+  order in which stages compute their output rows. The schedule is found by pulling: to make the pool's
+  next row, make the rows it reads first, recursively; so each row is consumed soon after it is made and each
+  tensor only keeps a few rows (the ring size, measured on the schedule itself). Plans and arenas are cached
+  by input size (and thread count).
+"""
+import threading
+
+import numpy as np
+
+from .inputs import check_values
+from .kernels import fused
+from .kernels.padding import same_padding
+
+ALIGN = 16   # floats: every buffer starts on a 64-byte boundary
+WHOLE_MAP_PIXELS = 256   # maps up to this many pixels are computed in one step per layer
+
+
+def padded(c):
+    """Channel count rounded up to a multiple of 8 (the vector granularity)."""
+    return -(-c // fused.LANES) * fused.LANES
+
+
+def gemm_blocks(cout):
+    """``[(start, width)]``: output channels as :func:`~mobilenet_np.kernels.fused.gemm` walks them."""
+    blocks, ob = [], 0
+    while cout - ob >= 64:
+        blocks.append((ob, 64))
+        ob += 64
+    for width in (32, 16, 8):
+        if cout - ob >= width:
+            blocks.append((ob, width))
+            ob += width
+    assert ob == cout, cout
+    return blocks
+
+
+def pack_gemm(w):
+    """``[K, Cout]`` (Cout a multiple of 8) -> flat panels, one per output block: ``w[:, ob:ob + width]``
+    row-major, so the GEMM reads each block's weights for one input as one contiguous run."""
+    return np.concatenate([np.ascontiguousarray(w[:, ob:ob + width]).ravel() for ob, width in gemm_blocks(w.shape[1])])
+
+
+class _Params:
+    """Grows the flat parameter buffer; ``add`` returns the offset of what it appended."""
+
+    def __init__(self):
+        self.parts, self.size = [], 0
+
+    def add(self, values):
+        values = np.asarray(values, np.float32).ravel()
+        offset = self.size
+        pad = (-values.size) % ALIGN
+        self.parts.append(values)
+        if pad:
+            self.parts.append(np.zeros(pad, np.float32))
+        self.size += values.size + pad
+        return offset
+
+    def buffer(self):
+        return np.concatenate(self.parts + [np.zeros(ALIGN, np.float32)])
+
+
+def _pad_to(a, shape):
+    out = np.zeros(shape, np.float32)
+    out[tuple(slice(0, n) for n in a.shape)] = a
+    return out
+
+
+class Plan:
+    """The stages, tensors and schedule for one input size (int64 arrays for :func:`fused.forward`), the
+    arena size in floats, the padded feature count and the endpoint layout (``ends``: name -> (offset per
+    image, shape without N); ``ends_size``: floats per image)."""
+
+    def __init__(self, stages, tensors, schedule, arena_size, features, ends, ends_size, names):
+        self.stages, self.tensors, self.schedule = stages, tensors, schedule
+        self.names = names   # per stage, the layers it computes
+        self.arena_size, self.features, self.ends, self.ends_size = arena_size, features, ends, ends_size
+
+
+class _Stage:
+    def __init__(self, op, out, inputs=(), stride=1, pad_t=0, kernel=1, group=1, **cols):
+        self.op, self.out, self.stride, self.pad_t, self.kernel = op, out, stride, pad_t, kernel
+        self.inputs = list(inputs)         # (tensor, rows read: "conv" (a KxK window) or "same" (row i))
+        self.group = group                 # output rows per schedule step: 1 or all
+        self.cols = cols
+        self.names = []                    # the layers it computes (for profiles)
+
+
+class _Tensor:
+    def __init__(self, h, w, c, border, producer=None):
+        self.h, self.w, self.c, self.border, self.producer = h, w, c, border, producer
+
+
+class FastExecutor:
+    """Runs a model's folded steps with :func:`mobilenet_np.kernels.fused.forward`."""
+
+    def __init__(self, architecture, steps, threads=1):
+        self.architecture = architecture
+        self.threads = int(threads)
+        params = _Params()
+        self._layers = []     # (layer, dict of parameter offsets)
+        for layer, w, bias, bn in steps:
+            if bn is not None:
+                raise ValueError("the fast executor needs batch norm folded into the weights")
+            cin, cout = padded(layer.in_channels), padded(layer.out_channels)
+            b = params.add(_pad_to(bias, (cout,)))
+            if layer.op == "conv":
+                k = layer.kernel
+                if k > 3:
+                    raise ValueError("bordered tensors hold 'SAME' padding for kernels up to 3x3")
+                taps = w.reshape(k * k * layer.in_channels, layer.out_channels)
+                off = params.add(pack_gemm(_pad_to(taps, (taps.shape[0], cout))))
+            elif layer.op == "depthwise":
+                if layer.kernel != 3 or w.shape[3] != 1:
+                    raise ValueError("the fast executor's depthwise is 3x3 with channel multiplier 1")
+                off = params.add(_pad_to(w.reshape(9, layer.in_channels), (9, cin)))
+            else:   # pointwise, logits: [Cin, Cout]
+                off = params.add(pack_gemm(_pad_to(w, (cin, cout))))
+            self._layers.append((layer, dict(w=off, b=b, cin=cin, cout=cout)))
+        self.params = params.buffer()
+        layer, p = self._layers[-1]
+        self._head = np.array([p["w"], p["b"], p["cin"], p["cout"]], np.int64) if layer.op == "logits" else None
+        self._no_head = np.zeros(4, np.int64)
+        self._no_cycles = np.zeros(0, np.int64)
+        self._plans = {}
+        self._arenas = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ planning
+    def plan(self, height, width, record=False):
+        key = (height, width, record)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._make_plan(height, width, record)
+        return plan
+
+    def _stages(self, height, width, record):
+        """The network as stages and tensors (before scheduling)."""
+        stages, ends = [], {}
+        ends_size = 0
+
+        def rec(name, t, channels):
+            nonlocal ends_size
+            if not record:
+                return -1
+            ends[name] = (ends_size, (t.h, t.w, channels))
+            ends_size += t.h * t.w * channels
+            return ends_size - t.h * t.w * channels
+
+        def add(stage):
+            stages.append(stage)
+            stage.out.producer = stage
+            return stage.out
+
+        layers = [entry for entry in self._layers if entry[0].op != "logits"]
+
+        def feeds_depthwise(i):   # does layer i's output go into a 3x3 convolution (needs a border)?
+            return i < len(layers) and layers[i][0].op == "depthwise"
+
+        def group(h, w):
+            """All rows in one step for small maps (one GEMM, weights streamed once), else one at a time."""
+            return h if h * w <= WHOLE_MAP_PIXELS else 1
+
+        cur = add(_Stage(fused.ST_INPUT, _Tensor(height, width, 3, 1)))
+        cur.producer.names = ["input"]
+        i = 0
+        while i < len(layers):
+            layer, p = layers[i]
+            if layer.op == "conv":
+                oh, top, _ = same_padding(cur.h, layer.kernel, layer.stride)
+                ow, left, _ = same_padding(cur.w, layer.kernel, layer.stride)
+                out = _Tensor(oh, ow, p["cout"], int(feeds_depthwise(i + 1)))
+                cur = add(_Stage(fused.ST_CONV, out, [(cur, "conv")], layer.stride, top, layer.kernel,
+                                 PAD_L=left, W1=p["w"], B1=p["b"], RELU1=layer.relu6,
+                                 REC1=rec(layer.name, out, layer.out_channels), CR1=layer.out_channels))
+                cur.producer.names = [layer.name]
+                i += 1
+            elif layer.op == "pointwise" and feeds_depthwise(i + 1):      # V2's expand
+                out = _Tensor(cur.h, cur.w, p["cout"], 1)
+                cur = add(_Stage(fused.ST_EXPAND, out, [(cur, "same")], group=group(out.h, out.w),
+                                 W1=p["w"], B1=p["b"], RELU1=layer.relu6,
+                                 REC1=rec(layer.name, out, layer.out_channels), CR1=layer.out_channels))
+                cur.producer.names = [layer.name]
+                i += 1
+            elif layer.op == "pointwise":                                 # on its own (V2's Conv_1)
+                out = _Tensor(cur.h, cur.w, p["cout"], int(feeds_depthwise(i + 1)))
+                cur = add(_Stage(fused.ST_PW, out, [(cur, "same")], group=group(out.h, out.w),
+                                 W1=p["w"], B1=p["b"], RELU1=layer.relu6,
+                                 REC1=rec(layer.name, out, layer.out_channels), CR1=layer.out_channels))
+                cur.producer.names = [layer.name]
+                i += 1
+            else:                                                         # depthwise -> pointwise [+ residual]
+                dw, pdw = layer, p
+                pw, ppw = layers[i + 1]
+                if pw.op != "pointwise":
+                    raise ValueError(f"{dw.name} is not followed by a pointwise layer")
+                oh, top, _ = same_padding(cur.h, 3, dw.stride)
+                ow, left, _ = same_padding(cur.w, 3, dw.stride)
+                out = _Tensor(oh, ow, ppw["cout"], int(feeds_depthwise(i + 2)))
+                inputs = [(cur, "conv")]
+                block_input = None
+                if pw.residual:
+                    # the block's input: what its expand layer (or, without one, the depthwise) read
+                    block_input = cur.producer.inputs[0][0] if cur.producer.op == fused.ST_EXPAND else cur
+                    if (block_input.border or (block_input.h, block_input.w, block_input.c) != (oh, ow, ppw["cout"])):
+                        raise ValueError(f"{pw.name}: residual shapes do not match")
+                    inputs.append((block_input, "same"))
+                dw_rec = rec(dw.name, out, dw.out_channels)
+                pw_rec = rec(pw.name, out, pw.out_channels)
+                block_rec = rec(pw.block, out, pw.out_channels) if pw.ends_block else -1
+                stage = _Stage(fused.ST_DWPW, out, inputs, dw.stride, top, 3, group(oh, ow), PAD_L=left,
+                               W1=pdw["w"], B1=pdw["b"], RELU1=dw.relu6, W2=ppw["w"], B2=ppw["b"],
+                               RELU2=pw.relu6, REC1=dw_rec, REC2=pw_rec, REC3=block_rec,
+                               CR1=dw.out_channels, CR2=pw.out_channels)
+                stage.residual = block_input
+                stage.names = [dw.name, pw.name]
+                cur = add(stage)
+                i += 2
+        add(_Stage(fused.ST_POOL, _Tensor(1, 1, cur.c, 0), [(cur, "same")])).producer.names = ["pool"]
+        stages[-1].out.h = cur.h      # the pool "produces" one step per input row
+        return stages, cur.c, ends, ends_size
+
+    @staticmethod
+    def _schedule(stages):
+        """Pull every row of the last stage; returns the (stage, row) order and, per tensor, how many of its
+        rows must be kept (the largest distance between the newest row made and a row still read)."""
+        index = {id(st): k for k, st in enumerate(stages)}
+        made = [0] * len(stages)
+        keep = [1] * len(stages)
+        order = []
+
+        def rows_read(stage, kind, i, src):
+            if kind == "same":
+                return i, i
+            top = i * stage.stride - stage.pad_t
+            return max(top, 0), min(top + stage.kernel - 1, src.h - 1)
+
+        def make(k):
+            stage = stages[k]
+            i = made[k]
+            rows = min(stage.group, stage.out.h - i)
+            for src, kind in stage.inputs:
+                j = index[id(src.producer)]
+                while made[j] <= rows_read(stage, kind, i + rows - 1, src)[1]:
+                    make(j)
+            for src, kind in stage.inputs:     # measured after all pulls: one may have advanced another
+                j = index[id(src.producer)]
+                keep[j] = max(keep[j], made[j] - rows_read(stage, kind, i, src)[0])
+            order.append((k, i, rows))
+            made[k] += rows
+
+        last = len(stages) - 1
+        while made[last] < stages[last].out.h:
+            make(last)
+        return np.array(order, np.int64).reshape(-1, 3), keep
+
+    def _make_plan(self, height, width, record):
+        stages, features, ends, ends_size = self._stages(height, width, record)
+        schedule, keep = self._schedule(stages)
+        tensors = [np.zeros(fused.T_NCOLS, np.int64)]   # tensor 0: the shared row of zeros
+        tensor_ids = {}
+        offset = 0
+        zero_len = 0
+        scratch = 0
+        for k, st in enumerate(stages):
+            t = st.out
+            if st.op == fused.ST_POOL:
+                continue
+            rowlen = (t.w + 2 * t.border) * t.c
+            ring = t.h if st.group > 1 else min(keep[k], t.h)   # a group's rows are written as one run
+            tensor_ids[id(t)] = len(tensors)
+            row = np.zeros(fused.T_NCOLS, np.int64)
+            row[[fused.T_BASE, fused.T_RING, fused.T_ROWLEN, fused.T_BORDER, fused.T_H, fused.T_W, fused.T_C]] = (
+                offset, ring, rowlen, t.border, t.h, t.w, t.c)
+            tensors.append(row)
+            offset += -(-ring * rowlen // ALIGN) * ALIGN
+            if t.border:
+                zero_len = max(zero_len, rowlen)
+            if st.op == fused.ST_DWPW:
+                scratch = max(scratch, st.group * t.w * st.inputs[0][0].c)
+        tensors[0][fused.T_BASE] = offset
+        offset += -(-zero_len // ALIGN) * ALIGN
+        scratch_at = offset
+        offset += -(-scratch // ALIGN) * ALIGN
+        rows = []
+        for st in stages:
+            row = np.full(fused.NCOLS, -1, np.int64)
+            row[fused.OP] = st.op
+            row[fused.TOUT] = tensor_ids.get(id(st.out), -1)
+            row[fused.TIN] = tensor_ids[id(st.inputs[0][0])] if st.inputs else -1
+            residual = getattr(st, "residual", None)
+            row[fused.TRES] = tensor_ids[id(residual)] if residual is not None else -1
+            row[fused.STRIDE], row[fused.PAD_T], row[fused.K], row[fused.GROUP] = st.stride, st.pad_t, st.kernel, st.group
+            row[fused.SCRATCH] = scratch_at
+            for col in ("PAD_L", "RELU1", "RELU2"):
+                row[getattr(fused, col)] = 0
+            for col, value in st.cols.items():
+                row[getattr(fused, col)] = int(value)
+            rows.append(row)
+        return Plan(np.stack(rows), np.stack(tensors), schedule, offset + ALIGN, features, ends, ends_size,
+                    [st.names for st in stages])
+
+    # ------------------------------------------------------------------------------------------ running
+    def _buffers(self, plan, threads):
+        key = (id(plan), threads)
+        bufs = self._arenas.get(key)
+        if bufs is None:
+            bufs = self._arenas[key] = (np.zeros((threads, plan.arena_size), np.float32),
+                                        np.zeros((threads, plan.features), np.float64))
+        return bufs
+
+    def run(self, x, logits=False, record=False, cycles=None):
+        """``(features [N, C], logits [N, classes] or None, endpoints or None)`` for checked images ``x``
+        [N, H, W, 3] (values are checked on the way: NaN, infinities or values outside [0, 1] raise
+        :class:`~mobilenet_np.errors.InputError`): one compiled call for the whole batch. With ``record``, the endpoints are
+        ``{name: [N, h, w, c]}`` for every layer (in network order). ``cycles``: an int64 array of
+        ``len(plan.stages) + 1`` to which each stage's CPU cycles are added (the last entry: the logits);
+        single-threaded."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        n = x.shape[0]
+        plan = self.plan(x.shape[1], x.shape[2], record)
+        pooled = np.empty(n * plan.features, np.float32)
+        ends = np.empty(max(n * plan.ends_size, 1), np.float32)
+        if logits and self._head is None:
+            raise ValueError("this model has no logits layer")
+        head = self._head if logits else self._no_head
+        out = np.empty(max(n * head[3], 1), np.float32)
+        threads = 1 if cycles is not None else max(1, min(self.threads, n))
+        bad = np.zeros(n, np.int64)
+        with self._lock:    # the arenas are shared state
+            arena, acc = self._buffers(plan, threads)
+            if threads == 1:
+                fused.forward(x, plan.stages, plan.tensors, plan.schedule, self.params, arena[0], acc[0],
+                              pooled, ends, record, head, out, self._no_cycles if cycles is None else cycles, bad)
+            else:
+                fused.forward_parallel(x, plan.stages, plan.tensors, plan.schedule, self.params, arena, acc,
+                                       pooled, ends, record, head, out, self._no_cycles, bad)
+        if bad.any():
+            check_values(x)      # raises InputError naming the problem
+        features = pooled.reshape(n, plan.features)[:, :self.architecture.num_features]
+        z = out[:n * head[3]].reshape(n, head[3])[:, :self.architecture.num_classes] if logits else None
+        if not record:
+            return features, z, None
+        endpoints = {}
+        for name, (offset, shape) in plan.ends.items():
+            size = int(np.prod(shape))
+            endpoints[name] = ends[n * offset:n * (offset + size)].reshape(n, *shape)
+        return features, z, endpoints
+
+    def logits(self, features):
+        """``features @ W + b`` of the logits layer, ``[N, num_classes]``."""
+        if self._head is None:
+            raise ValueError("this model has no logits layer")
+        n = features.shape[0]
+        w, b, cin, cout = self._head
+        f = np.zeros((n, cin), np.float32)
+        f[:, :features.shape[1]] = features
+        out = np.empty(max(n, 1) * cout, np.float32)
+        if n:
+            fused.dense(f.ravel(), n, cin, self.params, w, b, cout, out)
+        return out[:n * cout].reshape(n, cout)[:, :self.architecture.num_classes]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The fused kernels on whole tensors, with the per-layer kernels' signatures (for tests and for study): each
+# pads channels to multiples of 8, packs the weights, lays the input out as the executor does (zero border for
+# 3x3 convolutions) and calls the kernel row by row. NHWC float32 in, NHWC float32 out.
+# ---------------------------------------------------------------------------------------------------------
+def _params(*arrays):
+    """One parameter buffer from ``arrays`` (flattened), and their offsets."""
+    params = _Params()
+    offsets = [params.add(a) for a in arrays]
+    return params.buffer(), offsets
+
+
+def fused_pointwise(x, w, bias, relu6, residual=None):
+    """:func:`~mobilenet_np.kernels.pointwise_conv2d` [+ ``residual``] by :func:`fused.gemm` (one GEMM over all
+    pixels, the residual added in its epilogue)."""
+    n, h, wd, cin = x.shape
+    cout = w.shape[1]
+    cp, op = padded(cin), padded(cout)
+    npx = n * h * wd
+    out_at, res_at = npx * cp, npx * (cp + op)     # one buffer: inputs, outputs, residual
+    buf = np.zeros(npx * (cp + 2 * op) + ALIGN, np.float32)
+    buf[:out_at].reshape(npx, cp)[:, :cin] = x.reshape(npx, cin)
+    res = residual is not None
+    if res:
+        buf[res_at:res_at + npx * op].reshape(npx, op)[:, :cout] = residual.reshape(npx, cout)
+    prm, (w_off, b_off) = _params(pack_gemm(_pad_to(w, (cp, op))), _pad_to(bias, (op,)))
+    fused.gemm(buf, 0, 0, 0, 1, cp, cp, npx, prm, w_off, b_off, op, bool(relu6), buf, out_at, op, npx, 0,
+               res, res_at, op)
+    return buf[out_at:out_at + npx * op].reshape(n, h, wd, op)[..., :cout].copy()
+
+
+def _bordered(x, c):
+    """``x`` [N, H, W, C] inside a zero border of one pixel, channels padded to ``c``."""
+    n, h, wd, cin = x.shape
+    xp = np.zeros((n, h + 2, wd + 2, c), np.float32)
+    xp[:, 1:h + 1, 1:wd + 1, :cin] = x
+    return xp
+
+
+def fused_conv(x, w, bias, stride, relu6):
+    """:func:`~mobilenet_np.kernels.conv2d` with TF 'SAME' padding (K <= 3) by :func:`fused.gemm` over the
+    K*K*Cin taps of each output row (three runs of K*Cin values, one per input row)."""
+    n, h, wd, cin = x.shape
+    k, cout = w.shape[0], w.shape[3]
+    op = padded(cout)
+    oh, top, _ = same_padding(h, k, stride)
+    ow, left, _ = same_padding(wd, k, stride)
+    xp = _bordered(x, cin)
+    rowlen = (wd + 2) * cin
+    src = np.concatenate([xp.ravel(), np.zeros(ALIGN, np.float32)])
+    prm, (w_off, b_off) = _params(pack_gemm(_pad_to(w.reshape(k * k * cin, cout), (k * k * cin, op))),
+                                  _pad_to(bias, (op,)))
+    out = np.zeros(n * oh * ow * op + ALIGN, np.float32)
+    for b in range(n):
+        for i in range(oh):
+            seg = [(b * (h + 2) + i * stride - top + 1 + r) * rowlen + (1 - left) * cin for r in range(k)] + [0, 0]
+            fused.gemm(src, seg[0], seg[1], seg[2], k, k * cin, stride * cin, ow, prm, w_off, b_off, op,
+                       bool(relu6), out, (b * oh + i) * ow * op, op, ow, 0, False, 0, 0)
+    return out[:n * oh * ow * op].reshape(n, oh, ow, op)[..., :cout].copy()
+
+
+def fused_depthwise(x, w, bias, stride, relu6):
+    """:func:`~mobilenet_np.kernels.depthwise_conv2d` (3x3, multiplier 1, TF 'SAME') by :func:`fused.dw_row`."""
+    n, h, wd, c = x.shape
+    cp = padded(c)
+    oh, top, _ = same_padding(h, 3, stride)
+    ow, left, _ = same_padding(wd, 3, stride)
+    src = np.concatenate([_bordered(x, cp).ravel(), np.zeros(ALIGN, np.float32)])
+    rowlen = (wd + 2) * cp
+    prm, (w_off, b_off) = _params(_pad_to(w.reshape(9, c), (9, cp)), _pad_to(bias, (cp,)))
+    out = np.zeros(n * oh * ow * cp + ALIGN, np.float32)
+    for b in range(n):
+        for i in range(oh):
+            r0 = (b * (h + 2) + i * stride - top + 1) * rowlen + (1 - left) * cp
+            fused.dw_row(src, r0, r0 + rowlen, r0 + 2 * rowlen, cp, stride, ow, prm, w_off, b_off, bool(relu6),
+                         out, (b * oh + i) * ow * cp, cp)
+    return out[:n * oh * ow * cp].reshape(n, oh, ow, cp)[..., :c].copy()
+
+
+def fused_dense(f, w, bias):
+    """:func:`~mobilenet_np.kernels.logits` by :func:`fused.dense` (matrix-vector products for N < 4)."""
+    n, cin = f.shape
+    cout = w.shape[1]
+    cp, op = padded(cin), padded(cout)
+    fp = np.zeros((n, cp), np.float32)
+    fp[:, :cin] = f
+    prm, (w_off, b_off) = _params(pack_gemm(_pad_to(w, (cp, op))), _pad_to(bias, (op,)))
+    out = np.zeros(max(n, 1) * op, np.float32)
+    fused.dense(fp.ravel(), n, cp, prm, w_off, b_off, op, out)
+    return out[:n * op].reshape(n, op)[:, :cout].copy()
+

@@ -1,0 +1,477 @@
+"""The whole forward pass in one compiled call: register-tiled kernels and the row pipeline that runs them.
+
+:mod:`mobilenet_np.executor` turns a model into *stages* (one int64 row each: input, stem conv, V2 expand,
+[depthwise -> pointwise (+ residual)], pointwise, pool), the *tensors* they read and write, a *schedule*
+(which stage computes which output rows, in what order) and one flat float32 *parameter buffer* (packed weights
+and biases). :func:`forward` then runs the schedule for every image, and the logits, without returning to
+Python. The per-layer kernels (``conv.py``, ``depthwise.py``, ``pointwise.py``) say what is computed; these say
+how to compute it fast, and give the same numbers up to float32 rounding (``tests/test_fused.py``).
+
+Memory: a row pipeline. A stage computes an output row as soon as the rows it reads exist, so a tensor only
+ever needs the few rows its consumers have still to read: tensors are *rings* of a few rows (the planner finds
+how many), and one image's whole network works in a few hundred kilobytes that stay in the CPU's caches, image
+after image. Small maps (<= 256 pixels) are the exception: a layer there makes all its rows in one step, one
+GEMM whose weights stream through once instead of once per row. Tensors read by a 3x3 convolution carry a
+one-column zero border on each side, and their top and bottom border rows are a shared row of zeros, so 'SAME'
+padding costs nothing and no kernel tests bounds. Channel counts are rounded up to a multiple of 8 with zero
+weights and biases, so padded channels stay exactly zero and every loop runs over whole SIMD vectors.
+
+Arithmetic, all with the vectors of :mod:`mobilenet_np.kernels.simd`:
+
+* pointwise (1x1), V2's expand, the full 3x3 stem and the logits are one *tiled GEMM*: PT pixels x NV vectors
+  of output channels held in registers (4 x 64, 8 x 32, 8 x 16 or 8 x 8 channels) while the inputs stream past.
+  The stem's inputs are its K*K*Cin taps in (ky, kx, c) order: K runs of K*Cin contiguous values, one per input
+  row. Weights are packed per block of output channels so their loads are contiguous. With only 8 or 16 inputs
+  the narrow blocks keep all their weights in registers instead (:func:`_gemm_stationary`); the logits of one
+  image are a matrix-vector product streaming 256 channels at a time (:func:`_gemv_quad`).
+* depthwise 3x3: along an output row, 16 (or 8) channels per vector, the nine weights in registers.
+* a depthwise row goes to a scratch row (in L1) and straight through the following pointwise, whose epilogue
+  applies ReLU6 and adds the residual.
+
+Summation order is the per-layer kernels' own: the bias first, then input channels (or taps, in (ky, kx, c)
+order) ascending, one multiply-add each (fused on CPUs with FMA). Nothing is reassociated.
+
+Compilation: every function here is compiled once (``cache=True``; ~15 s the first time, then loaded from
+Numba's cache in a fraction of a second). Calls between them pass typed values, never literal constants, so
+Numba does not compile one version per constant; ``_nrt=False`` turns off reference counting, whose atomic
+increments on every call cost 15 % of the run time.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .simd import (clamp6, cycle_counter, fma, load_like, load_row16, load_row8, load_rows_like, offsets,
+                   offsets2d_like, offsets_like, run_offsets, store, tile_add, tile_clamp6, tile_dot_rows, tile_fma,
+                   tile_init, tile_store)
+
+LANES = 8   # channel padding granularity (the narrowest vector)
+
+# ------------------------------------------------------------------------------------------ the plan format
+ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
+# Stage columns. TIN/TOUT/TRES are tensor ids (-1: none); W*/B* offsets into the parameter buffer; REC* offsets
+# (per image, times N) into the endpoint buffer, -1 = not recorded; CR* the real (unpadded) channel counts;
+# GROUP the number of output rows one schedule step makes (1, or all rows: one GEMM over a small map, so its
+# weights stream through once rather than once per row). Schedule rows: (stage, first row, rows).
+(OP, TIN, TOUT, TRES, STRIDE, PAD_T, PAD_L, K, W1, B1, RELU1, W2, B2, RELU2, SCRATCH,
+ REC1, REC2, REC3, CR1, CR2, GROUP, NCOLS) = range(22)
+# Tensor columns: arena offset, rows kept (a ring; = H when all are), floats per stored row, border (0/1:
+# one zero pixel left and right, zero rows above and below), height, width, channels (padded).
+T_BASE, T_RING, T_ROWLEN, T_BORDER, T_H, T_W, T_C, T_NCOLS = range(8)
+ZERO_ROW = 0   # tensor 0 is the shared row of zeros (its T_BASE), never written
+
+
+# ------------------------------------------------------------------------------------------ tiled GEMM
+@njit(cache=True, _nrt=False)
+def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, tmpl, relu6,
+                dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step):
+    """One block of ``nb`` output channels for ``npx`` pixels, ``len(tmpl)`` pixels at a time (the last tile
+    repeats the last pixel, storing its values twice), accumulated in registers.
+
+    Pixel p reads ``src[seg_k + p*s_step + t]`` for k < nseg, t < seglen (its inputs, in this order) and
+    writes ``nb`` values at ``dst[d_base + (p // d_rowpx) * d_rowstride + (p % d_rowpx) * d_step]``; weights are
+    ``prm[w + (k*seglen + t)*nb : ... + nb]``.
+    """
+    last = npx - 1
+    for p in range(0, npx, len(tmpl)):
+        so = offsets_like(tmpl, 0, p, last, s_step)
+        acc = tile_init(brow, so)
+        wp = w
+        for k in range(nseg):
+            base = seg0 if k == 0 else (seg1 if k == 1 else seg2)
+            for t in range(seglen):
+                acc = tile_fma(src, so, base + t, load_like(brow, prm, wp), acc)
+                wp += nb
+        if relu6:
+            acc = tile_clamp6(acc)
+        if res:
+            acc = tile_add(dst, offsets_like(tmpl, r_base, p, last, r_step), acc)
+        tile_store(dst, offsets2d_like(tmpl, d_base, p, last, d_step, d_rowpx, d_rowstride), acc)
+
+
+@njit(cache=True, _nrt=False)
+def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d_step, d_rowpx, d_rowstride,
+                     res, r_base, r_step):
+    """The GEMM for few inputs (8 or 16) and few outputs (8 or 16): the whole weight block ``rows`` stays in
+    registers and the pixels stream past, four at a time along each output row (same sums, same order as
+    :func:`_gemm_block`)."""
+    p = 0
+    d_row = d_base
+    while p < npx:
+        n = min(d_rowpx, npx - p)       # pixels of this output row
+        s0, d0, r0 = s_base + p * s_step, d_row, r_base + p * r_step
+        j = 0
+        while j < n:
+            if j + 4 <= n:
+                so = run_offsets(s0 + j * s_step, s_step, 4)
+                acc = tile_dot_rows(src, so, rows, tile_init(brow, so))
+                if relu6:
+                    acc = tile_clamp6(acc)
+                if res:
+                    acc = tile_add(dst, run_offsets(r0 + j * r_step, r_step, 4), acc)
+                tile_store(dst, run_offsets(d0 + j * d_step, d_step, 4), acc)
+                j += 4
+            else:
+                so1 = run_offsets(s0 + j * s_step, s_step, 1)
+                acc1 = tile_dot_rows(src, so1, rows, tile_init(brow, so1))
+                if relu6:
+                    acc1 = tile_clamp6(acc1)
+                if res:
+                    acc1 = tile_add(dst, run_offsets(r0 + j * r_step, r_step, 1), acc1)
+                tile_store(dst, run_offsets(d0 + j * d_step, d_step, 1), acc1)
+                j += 1
+        p += n
+        d_row += d_rowstride
+
+
+@njit(cache=True, _nrt=False)
+def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, cout, relu6,
+         dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step):
+    """``dst[pixel, :cout] = act(bias + sum_i in_i * w[i, :])`` [``+ dst[residual pixel]``] for ``npx`` pixels.
+
+    A pixel's inputs are ``nseg`` (1 to 3) runs of ``seglen`` values starting at ``seg0``, ``seg1``, ``seg2``
+    (plus ``p * s_step`` for pixel p). ``cout`` is a multiple of 8; weights ``[nseg*seglen, cout]`` are packed
+    as :func:`mobilenet_np.executor.pack_gemm` does (blocks of 64, then 32, 16 and 8 output channels). The
+    outputs go to ``dst`` rows of ``d_rowpx`` pixels, ``d_rowstride`` apart (``d_rowpx = npx``: one run). The
+    residual, when ``res``, is read from ``dst``'s buffer at ``r_base + p * r_step``.
+    """
+    kin = nseg * seglen
+    ob = 0
+    if nseg == 1 and (seglen == 8 or seglen == 16):
+        # Few inputs: the narrow blocks (16 and 8 channels) keep their weights in registers.
+        end = cout - cout % 16 if cout % 16 == 8 else cout
+        cout16 = end - end % 32 if end % 32 == 16 else end      # up to here: tiles (64/32-wide blocks)
+        ob = cout16
+        if cout16 < end and seglen == 8:
+            _gemm_stationary(src, seg0, s_step, npx,
+                             load_rows_like(load_row16(prm, b_off + ob, 1), prm, w_off + ob * 8, 16, 8),
+                             load_row16(prm, b_off + ob, 1), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride,
+                             res, r_base + ob, r_step)
+        elif cout16 < end:
+            _gemm_stationary(src, seg0, s_step, npx,
+                             load_rows_like(load_row16(prm, b_off + ob, 1), prm, w_off + ob * 16, 16, 16),
+                             load_row16(prm, b_off + ob, 1), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride,
+                             res, r_base + ob, r_step)
+        ob = end
+        if end < cout and seglen == 8:
+            _gemm_stationary(src, seg0, s_step, npx,
+                             load_rows_like(load_row8(prm, b_off + ob, 1), prm, w_off + ob * 8, 8, 8),
+                             load_row8(prm, b_off + ob, 1), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride,
+                             res, r_base + ob, r_step)
+        elif end < cout:
+            _gemm_stationary(src, seg0, s_step, npx,
+                             load_rows_like(load_row8(prm, b_off + ob, 1), prm, w_off + ob * 16, 8, 16),
+                             load_row8(prm, b_off + ob, 1), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride,
+                             res, r_base + ob, r_step)
+        cout = cout16     # the wide blocks, below
+        ob = 0
+    while cout - ob >= 64:
+        _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 64,
+                    load_row16(prm, b_off + ob, 4), offsets(0, 0, 0, 0, 4), relu6,
+                    dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+        ob += 64
+    if cout - ob >= 32:
+        _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 32,
+                    load_row16(prm, b_off + ob, 2), offsets(0, 0, 0, 0, 8), relu6,
+                    dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+        ob += 32
+    if cout - ob >= 16:
+        _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 16,
+                    load_row16(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 8), relu6,
+                    dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+        ob += 16
+    if cout - ob >= 8:
+        _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 8,
+                    load_row8(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 8), relu6,
+                    dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+
+
+@njit(cache=True, _nrt=False)
+def _gemv_quad(src, s_base, cin, prm, w, b_off, dst, d_base):
+    """256 output channels of one pixel (four packed 64-blocks side by side, 16 independent FMA chains). The
+    weights stream from memory at its bandwidth (measured: ~22 GB/s, 5 MB for V2's logits in ~0.23 ms;
+    software prefetching does not help)."""
+    o = offsets(s_base, 0, 0, 0, 1)
+    a0 = tile_init(load_row16(prm, b_off, 4), o)
+    a1 = tile_init(load_row16(prm, b_off + 64, 4), o)
+    a2 = tile_init(load_row16(prm, b_off + 128, 4), o)
+    a3 = tile_init(load_row16(prm, b_off + 192, 4), o)
+    p0, p1, p2, p3 = w, w + cin * 64, w + cin * 128, w + cin * 192
+    for t in range(cin):
+        q = t * 64
+        a0 = tile_fma(src, o, t, load_like(a0[0], prm, p0 + q), a0)
+        a1 = tile_fma(src, o, t, load_like(a1[0], prm, p1 + q), a1)
+        a2 = tile_fma(src, o, t, load_like(a2[0], prm, p2 + q), a2)
+        a3 = tile_fma(src, o, t, load_like(a3[0], prm, p3 + q), a3)
+    tile_store(dst, offsets(d_base, 0, 0, 0, 1), a0)
+    tile_store(dst, offsets(d_base + 64, 0, 0, 0, 1), a1)
+    tile_store(dst, offsets(d_base + 128, 0, 0, 0, 1), a2)
+    tile_store(dst, offsets(d_base + 192, 0, 0, 0, 1), a3)
+
+
+@njit(cache=True, _nrt=False)
+def dense(f, n, cin, prm, w_off, b_off, cout, out):
+    """``out[i, :cout] = f[i, :cin] @ W + b`` for the flat ``f`` [n, cin] (the logits layer). Small batches
+    take the rows one at a time, four 64-channel blocks at once: a matrix-vector product is limited by how
+    fast the weights stream in, not by arithmetic."""
+    Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
+    if n >= 4:
+        gemm(f, Z, Z, Z, Z + 1, cin, cin, n, prm, w_off, b_off, cout, NO, out, Z, cout, n, Z, NO, Z, Z)
+        return
+    for i in range(n):
+        ob = 0
+        while cout - ob >= 256:
+            _gemv_quad(f, i * cin, cin, prm, w_off + ob * cin, b_off + ob, out, i * cout + ob)
+            ob += 256
+        if ob < cout:
+            gemm(f, i * cin, Z, Z, Z + 1, cin, cin, Z + 1, prm, w_off + ob * cin, b_off + ob, cout - ob, NO,
+                 out, i * cout + ob, cout, Z + 1, Z, NO, Z, Z)
+
+
+# ------------------------------------------------------------------------------------------ depthwise row
+@njit(cache=True, _nrt=False)
+def _dw_block(src, r0, r1, r2, cstep, ow, prm, w, c, brow, relu6, dst, d_base, d_step):
+    """One vector of channels along an output row, its nine weights held in registers: per pixel the bias,
+    then the 9 taps in (ky, kx) order."""
+    b = brow[0]
+    w0 = load_like(brow, prm, w)[0]
+    w1 = load_like(brow, prm, w + c)[0]
+    w2 = load_like(brow, prm, w + 2 * c)[0]
+    w3 = load_like(brow, prm, w + 3 * c)[0]
+    w4 = load_like(brow, prm, w + 4 * c)[0]
+    w5 = load_like(brow, prm, w + 5 * c)[0]
+    w6 = load_like(brow, prm, w + 6 * c)[0]
+    w7 = load_like(brow, prm, w + 7 * c)[0]
+    w8 = load_like(brow, prm, w + 8 * c)[0]
+    for j in range(ow):
+        x = j * cstep
+        acc = fma(load_like(brow, src, r0 + x)[0], w0, b)
+        acc = fma(load_like(brow, src, r0 + x + c)[0], w1, acc)
+        acc = fma(load_like(brow, src, r0 + x + 2 * c)[0], w2, acc)
+        acc = fma(load_like(brow, src, r1 + x)[0], w3, acc)
+        acc = fma(load_like(brow, src, r1 + x + c)[0], w4, acc)
+        acc = fma(load_like(brow, src, r1 + x + 2 * c)[0], w5, acc)
+        acc = fma(load_like(brow, src, r2 + x)[0], w6, acc)
+        acc = fma(load_like(brow, src, r2 + x + c)[0], w7, acc)
+        acc = fma(load_like(brow, src, r2 + x + 2 * c)[0], w8, acc)
+        if relu6:
+            acc = clamp6(acc)
+        store(dst, d_base + j * d_step, acc)
+
+
+@njit(cache=True, _nrt=False)
+def dw_row(src, r0, r1, r2, c, stride, ow, prm, w_off, b_off, relu6, dst, d_base, d_step):
+    """One output row of a 3x3 depthwise convolution over zero-bordered input rows (stride 1 or 2).
+
+    ``r0``, ``r1``, ``r2``: element offsets of the leftmost tap of output pixel 0 in the three input rows
+    (bordered column ``1 - pad_left``); output pixel j goes to ``dst[d_base + j*d_step : ... + c]``.
+    Weights ``[9, c]`` (tap-major), biases ``[c]``; ``c`` a multiple of 8.
+    """
+    cstep = stride * c
+    cb = 0
+    while c - cb >= 16:
+        _dw_block(src, r0 + cb, r1 + cb, r2 + cb, cstep, ow, prm, w_off + cb, c, load_row16(prm, b_off + cb, 1),
+                  relu6, dst, d_base + cb, d_step)
+        cb += 16
+    if c - cb >= 8:
+        _dw_block(src, r0 + cb, r1 + cb, r2 + cb, cstep, ow, prm, w_off + cb, c, load_row8(prm, b_off + cb, 1),
+                  relu6, dst, d_base + cb, d_step)
+
+
+# ------------------------------------------------------------------------------------------ tensors
+# Scalar loops index with unsigned integers: Numba then skips Python's negative-index wrap-around, which
+# would otherwise stop LLVM from vectorizing them.
+@njit(cache=True, _nrt=False)
+def _row(t, ti, r):
+    """Offset of pixel (r, 0) of tensor ``ti`` (past the left border, if any)."""
+    return t[ti, T_BASE] + (r % t[ti, T_RING]) * t[ti, T_ROWLEN] + t[ti, T_BORDER] * t[ti, T_C]
+
+
+@njit(cache=True, _nrt=False)
+def _padded_row(t, ti, r):
+    """Offset of the left border pixel of row ``r`` (-1 to H) of a bordered tensor; rows -1 and H are the
+    shared row of zeros."""
+    if r < 0 or r >= t[ti, T_H]:
+        return t[ZERO_ROW, T_BASE]
+    return t[ti, T_BASE] + (r % t[ti, T_RING]) * t[ti, T_ROWLEN]
+
+
+@njit(cache=True, _nrt=False)
+def _record(a, src, npx, cpad, ends, e_off, creal):
+    """Copy ``npx`` pixels (``cpad`` channels apart, the first ``creal`` of each) to ``ends[e_off:]``."""
+    for p in range(npx):
+        for ch in range(creal):
+            ends[np.uint64(e_off + p * creal + ch)] = a[np.uint64(src + p * cpad + ch)]
+
+
+# ------------------------------------------------------------------------------------------ one row of a stage
+@njit(cache=True, _nrt=False)
+def _input_row(st, k, t, xf, h, w, n, r, a):
+    """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``), mapped from [0, 1] to [-1, 1]; returns how
+    many of its values are not in [0, 1] (NaN and infinities included), so the caller can refuse the image."""
+    src = (n * h + r) * w * 3
+    dst = _row(t, st[k, TOUT], r)
+    bad = 0
+    for q in range(w * 3):
+        v = xf[np.uint64(src + q)]
+        if not ((v >= np.float32(0.0)) & (v <= np.float32(1.0))):   # NaN fails both
+            bad += 1
+        a[np.uint64(dst + q)] = v * np.float32(2.0) - np.float32(1.0)
+    return bad
+
+
+@njit(cache=True, _nrt=False)
+def _conv_row(st, k, t, a, prm, i):
+    """Row ``i`` of a full KxK convolution (the stem): a GEMM over its K*K*Cin taps."""
+    Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
+    ti, to = st[k, TIN], st[k, TOUT]
+    cin, stride, kk = t[ti, T_C], st[k, STRIDE], st[k, K]
+    top = i * stride - st[k, PAD_T]
+    col = (1 - st[k, PAD_L]) * cin
+    seg0 = _padded_row(t, ti, top) + col
+    seg1 = _padded_row(t, ti, top + 1) + col if kk > 1 else Z
+    seg2 = _padded_row(t, ti, top + 2) + col if kk > 2 else Z
+    cout, ow = t[to, T_C], t[to, T_W]
+    gemm(a, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, st[k, W1], st[k, B1], cout,
+         st[k, RELU1] != 0, a, _row(t, to, i), cout, ow, Z, NO, Z, Z)
+
+
+@njit(cache=True, _nrt=False)
+def _pw_rows(st, k, t, a, prm, i, rows):
+    """Rows ``i`` to ``i + rows - 1`` of a pointwise layer (V2's expand, or a pointwise layer on its own) as one
+    GEMM; the input rows are one contiguous run (a borderless tensor whose ring holds them in order)."""
+    Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
+    ti, to = st[k, TIN], st[k, TOUT]
+    cin, cout, w = t[ti, T_C], t[to, T_C], t[to, T_W]
+    gemm(a, _row(t, ti, i), Z, Z, Z + 1, cin, cin, rows * w, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0,
+         a, _row(t, to, i), cout, w, t[to, T_ROWLEN], NO, Z, Z)
+
+
+@njit(cache=True, _nrt=False)
+def _dwpw_rows(st, k, t, a, prm, i, rows, fuse_residual):
+    """Rows ``i`` to ``i + rows - 1`` of depthwise -> pointwise [+ residual]: the depthwise rows into the
+    scratch rows, then one pointwise GEMM from there (adding the residual in its epilogue when
+    ``fuse_residual``)."""
+    Z = np.int64(0)   # typed, not a literal: one compiled version of gemm for every caller
+    ti, to, tr = st[k, TIN], st[k, TOUT], st[k, TRES]
+    c, stride, cout, ow = t[ti, T_C], st[k, STRIDE], t[to, T_C], t[to, T_W]
+    col = (1 - st[k, PAD_L]) * c
+    scratch = st[k, SCRATCH]
+    for r in range(rows):
+        top = (i + r) * stride - st[k, PAD_T]
+        dw_row(a, _padded_row(t, ti, top) + col, _padded_row(t, ti, top + 1) + col,
+               _padded_row(t, ti, top + 2) + col, c, stride, ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0,
+               a, scratch + r * ow * c, c)
+    res = fuse_residual and tr >= 0
+    gemm(a, scratch, Z, Z, Z + 1, c, c, rows * ow, prm, st[k, W2], st[k, B2], cout, st[k, RELU2] != 0,
+         a, _row(t, to, i), cout, ow, t[to, T_ROWLEN], res, _row(t, tr, i) if res else Z, cout)
+
+
+@njit(cache=True, _nrt=False)
+def _pool_row(st, k, t, a, i, acc, pooled, n):
+    """Add row ``i`` to the float64 sums; after the last row, ``pooled[n] = sums / (H W)`` (global average
+    pool, summed like :func:`mobilenet_np.kernels.global_avg_pool`)."""
+    ti = st[k, TIN]
+    h, w, c = t[ti, T_H], t[ti, T_W], t[ti, T_C]
+    if i == 0:
+        acc[:c] = 0.0
+    base = _row(t, ti, i)
+    for p in range(w):
+        for ch in range(c):
+            acc[np.uint64(ch)] += a[np.uint64(base + p * c + ch)]
+    if i == h - 1:
+        for ch in range(c):
+            pooled[np.uint64(n * c + ch)] = acc[np.uint64(ch)] / (h * w)
+
+
+@njit(cache=True, _nrt=False)
+def _record_rows(st, k, t, a, i, n, nimg, ends):
+    """Copy output row ``i`` of stage ``k`` to the endpoint buffer (for depthwise -> pointwise also the depthwise
+    row, from the scratch row(s); and for a V2 block with a residual, the residual is added only now, after
+    recording the projection without it)."""
+    op, to = st[k, OP], st[k, TOUT]
+    ow, cout = t[to, T_W], t[to, T_C]
+    row = (n * t[to, T_H] + i) * ow
+    out = _row(t, to, i)
+    cr1, cr2 = st[k, CR1], st[k, CR2]
+    if op == ST_DWPW:
+        if st[k, REC1] >= 0:
+            c = t[st[k, TIN], T_C]
+            group_row = i % st[k, GROUP]
+            _record(a, st[k, SCRATCH] + group_row * ow * c, ow, c, ends, st[k, REC1] * nimg + row * cr1, cr1)
+        if st[k, REC2] >= 0:
+            _record(a, out, ow, cout, ends, st[k, REC2] * nimg + row * cr2, cr2)
+        if st[k, TRES] >= 0:
+            res = _row(t, st[k, TRES], i)
+            for q in range(ow * cout):
+                a[np.uint64(out + q)] += a[np.uint64(res + q)]
+        if st[k, REC3] >= 0:
+            _record(a, out, ow, cout, ends, st[k, REC3] * nimg + row * cr2, cr2)
+    elif st[k, REC1] >= 0:
+        _record(a, out, ow, cout, ends, st[k, REC1] * nimg + row * cr1, cr1)
+
+
+# ------------------------------------------------------------------------------------------ the interpreter
+@njit(cache=True, _nrt=False)
+def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, a, acc, pooled, ends, record, cycles):
+    """Every (stage, first row, rows) step of ``schedule`` for image ``n`` of the flat batch ``xf``
+    [nimg, h, w, 3]; pooled features to ``pooled[n]``. A non-empty ``cycles`` [stages] adds up the CPU cycles
+    each stage takes (the profile). Returns the number of input values outside [0, 1] (or NaN)."""
+    profile = cycles.size > 0
+    bad = 0
+    for q in range(schedule.shape[0]):
+        k = schedule[q, 0]
+        i = schedule[q, 1]
+        rows = schedule[q, 2]
+        op = stages[k, OP]
+        if profile:
+            start = cycle_counter()
+        if op == ST_DWPW:
+            _dwpw_rows(stages, k, tensors, a, prm, i, rows, not record)
+        elif op == ST_EXPAND or op == ST_PW:
+            _pw_rows(stages, k, tensors, a, prm, i, rows)
+        elif op == ST_CONV:
+            _conv_row(stages, k, tensors, a, prm, i)
+        elif op == ST_INPUT:
+            bad += _input_row(stages, k, tensors, xf, h, w, n, i, a)
+        elif op == ST_POOL:
+            _pool_row(stages, k, tensors, a, i, acc, pooled, n)
+        if record and op != ST_INPUT and op != ST_POOL:
+            for r in range(i, i + rows):
+                _record_rows(stages, k, tensors, a, r, n, nimg, ends)
+        if profile:
+            cycles[k] += cycle_counter() - start
+    return bad
+
+
+@njit(cache=True, _nrt=False)
+def forward(x, stages, tensors, schedule, prm, arena, acc, pooled, ends, record, head, logits, cycles, bad):
+    """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1]) one after another in one arena;
+    pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into ``ends``. When
+    ``head`` = (weights, biases, C, classes) offsets and padded sizes of the logits layer has classes > 0,
+    the logits [N, classes] go to the flat ``logits``. ``cycles``: see :func:`run_image` (the logits are
+    counted as one more stage, the last entry). ``bad[n]``: how many values of image n are outside [0, 1]."""
+    nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
+    xf = x.reshape(x.size)
+    for n in range(nimg):
+        bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, arena, acc, pooled, ends, record,
+                           cycles)
+    if head[3] > 0 and nimg > 0:
+        start = cycle_counter()
+        dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits)
+        if cycles.size > 0:
+            cycles[cycles.size - 1] += cycle_counter() - start
+
+
+@njit(cache=True, parallel=True)
+def forward_parallel(x, stages, tensors, schedule, prm, arenas, accs, pooled, ends, record, head, logits, cycles,
+                     bad):
+    """:func:`forward` with the images shared among ``arenas.shape[0]`` threads, one arena each (``cycles``
+    must be empty)."""
+    nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
+    xf = x.reshape(x.size)
+    threads = arenas.shape[0]
+    for th in prange(threads):
+        for n in range(th, nimg, threads):
+            bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, arenas[th], accs[th], pooled,
+                               ends, record, cycles)
+    if head[3] > 0 and nimg > 0:
+        dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits)

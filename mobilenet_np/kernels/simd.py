@@ -1,0 +1,423 @@
+"""Explicit SIMD for Numba: a float32 vector type and the few intrinsics the fast executor is built from.
+
+Numba's auto-vectorizer (LLVM's) does well on simple loops but cannot keep a *register tile* -- a small block of
+accumulators reused across a long reduction -- in registers: it sees arrays in memory, not values. So the fast
+kernels (:mod:`mobilenet_np.kernels.fused`) say what they mean with portable LLVM vector types:
+
+* ``f32x16`` / ``f32x8``: 16 or 8 float32 lanes (an AVX-512 ``zmm`` / AVX ``ymm`` register; LLVM splits them
+  into whatever the host has -- two ``ymm`` on AVX2, four ``xmm`` on SSE or NEON -- so the code runs anywhere,
+  just fastest where the registers are that wide);
+* vectors: loads and stores at any float32 element (unaligned), ``a * b + c``, ReLU6;
+* *tiles*: ``UniTuple(UniTuple(vector, NV), PT)`` values -- PT pixels x NV vectors of output channels -- which
+  LLVM keeps entirely in registers, with one intrinsic per step of the reduction (:func:`tile_fma`: broadcast
+  one input of each pixel, multiply-add it with a row of weights), or with a small weight matrix held in
+  registers too (:func:`load_rows_like`, :func:`tile_dot_rows`);
+* pixel offsets for tiles (:func:`offsets`, :func:`run_offsets`, ...), and the CPU's cycle counter.
+
+Numerics: every multiply-add is LLVM's ``fmuladd``: fused (one rounding) where the CPU has FMA (every x86-64
+since 2013, every ARMv8), otherwise a multiply and an add. Nothing here reorders a sum: each lane accumulates
+its own products in the order the caller feeds them.
+
+All array arguments are 1-D C-contiguous float32 buffers and all indices are element offsets; there is no
+bounds checking (the callers' buffer plans guarantee every access is inside).
+
+Numba's on-disk cache keys a compiled function on its own source file only: after editing this file, clear the
+cache of :mod:`~mobilenet_np.kernels.fused` (its ``*.nbi``/``*.nbc`` files in ``__pycache__``) or touch
+``fused.py``.
+"""
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+
+class F32Vector(types.Type):
+    """A SIMD vector of ``lanes`` float32 values (an LLVM ``<lanes x float>``)."""
+
+    def __init__(self, lanes):
+        self.lanes = lanes
+        super().__init__(name=f"f32x{lanes}")
+
+
+f32x8 = F32Vector(8)
+f32x16 = F32Vector(16)
+_I32 = ir.IntType(32)
+
+
+@register_model(F32Vector)
+class _F32VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.FloatType(), fe_type.lanes))
+
+
+def _is_buffer(t):
+    return isinstance(t, types.Array) and t.dtype == types.float32 and t.ndim == 1 and t.layout == "C"
+
+
+def _literal_int(t):
+    return t.literal_value if isinstance(t, types.IntegerLiteral) else None
+
+
+def _element_pointer(context, builder, arrty, arr, idxty, idx):
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.gep(data, [context.cast(builder, idx, idxty, types.intp)])
+
+
+def _vector_load(builder, ptr, lanes):
+    vty = ir.VectorType(ir.FloatType(), lanes)
+    return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=4, typ=vty)
+
+
+def _splat(builder, scalar, lanes):
+    vty = ir.VectorType(ir.FloatType(), lanes)
+    v = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
+
+
+def _fmuladd(builder, a, b, c):
+    vty = a.type
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                        f"llvm.fmuladd.v{vty.count}f32")
+    return builder.call(fn, [a, b, c])
+
+
+def _clamp6(builder, v):
+    zero = ir.Constant(v.type, [0.0] * v.type.count)
+    six = ir.Constant(v.type, [6.0] * v.type.count)
+    v = builder.select(builder.fcmp_ordered(">", v, zero), v, zero)   # max(v, 0)
+    return builder.select(builder.fcmp_ordered("<", v, six), v, six)  # min(v, 6)
+
+
+# ------------------------------------------------------------------------------------------ single vectors
+@intrinsic
+def store(typingctx, buf, i, v):
+    """``buf[i : i + lanes] = v``."""
+    if not (_is_buffer(buf) and isinstance(i, types.Integer) and isinstance(v, F32Vector)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        builder.store(args[2], builder.bitcast(ptr, args[2].type.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.none(buf, i, v), codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` lane by lane (fused where the CPU has FMA)."""
+    if not (isinstance(a, F32Vector) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _fmuladd(builder, *args)
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def clamp6(typingctx, a):
+    """ReLU6: ``min(max(a, 0), 6)`` lane by lane."""
+    if not isinstance(a, F32Vector):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _clamp6(builder, args[0])
+    return a(a), codegen
+
+
+# ------------------------------------------------------------------------------------------------- tiles
+def _tile_shape(acc):
+    """``(PT, NV, vector type)`` of a tile type, or None."""
+    if (isinstance(acc, types.UniTuple) and isinstance(acc.dtype, types.UniTuple)
+            and isinstance(acc.dtype.dtype, F32Vector)):
+        return acc.count, acc.dtype.count, acc.dtype.dtype
+    return None
+
+
+def _is_offsets(t):
+    return isinstance(t, types.UniTuple) and isinstance(t.dtype, types.Integer)
+
+
+@intrinsic(prefer_literal=True)
+def offsets(typingctx, base, p, last, stride, count):
+    """``(base + min(p + k, last) * stride for k in range(count))``: element offsets of ``count`` consecutive
+    pixels, the ones past ``last`` replaced by ``last`` (a tile over the end of a row recomputes the last
+    pixel and stores the same values twice instead of needing a narrower kernel)."""
+    n = _literal_int(count)
+    if n is None or not all(isinstance(t, types.Integer) for t in (base, p, last, stride)):
+        return None
+    rtype = types.UniTuple(types.intp, n)
+
+    def codegen(context, builder, sig, args):
+        b, q, lst, s = (context.cast(builder, v, t, types.intp) for v, t in zip(args[:4], sig.args[:4]))
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for k in range(n):
+            pk = builder.add(q, ir.Constant(q.type, k))
+            pk = builder.select(builder.icmp_signed("<", pk, lst), pk, lst)
+            out = builder.insert_value(out, builder.add(b, builder.mul(pk, s)), k)
+        return out
+    return rtype(base, p, last, stride, count), codegen
+
+
+@intrinsic(prefer_literal=True)
+def run_offsets(typingctx, base, stride, count):
+    """``(base + k * stride for k in range(count))``: ``count`` pixels in a row, no clamping."""
+    n = _literal_int(count)
+    if n is None or not (isinstance(base, types.Integer) and isinstance(stride, types.Integer)):
+        return None
+    rtype = types.UniTuple(types.intp, n)
+
+    def codegen(context, builder, sig, args):
+        b, s = (context.cast(builder, v, t, types.intp) for v, t in zip(args[:2], sig.args[:2]))
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for k in range(n):
+            out = builder.insert_value(out, builder.add(b, builder.mul(s, ir.Constant(s.type, k))), k)
+        return out
+    return rtype(base, stride, count), codegen
+
+
+def _make_load_row(lanes):
+    vtype = F32Vector(lanes)
+
+    def load_row(typingctx, buf, i, count):
+        n = _literal_int(count)
+        if n is None or not (_is_buffer(buf) and isinstance(i, types.Integer)):
+            return None
+        rtype = types.UniTuple(vtype, n)
+
+        def codegen(context, builder, sig, args):
+            ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+            out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+            for v in range(n):
+                out = builder.insert_value(out, _vector_load(builder, builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)]), lanes), v)
+            return out
+        return rtype(buf, i, count), codegen
+    load_row.__name__ = f"load_row{lanes}"
+    load_row.__doc__ = f"``count`` consecutive ``f32x{lanes}`` vectors from ``buf[i:]`` (a tuple)."
+    return intrinsic(prefer_literal=True)(load_row)
+
+
+load_row8, load_row16 = _make_load_row(8), _make_load_row(16)
+
+
+@intrinsic
+def tile_init(typingctx, row, offs):
+    """A tile with every pixel's accumulators set to ``row`` (one tuple of vectors, e.g. the biases); the
+    tile has as many pixels as ``offs`` has offsets."""
+    if not (isinstance(row, types.UniTuple) and isinstance(row.dtype, F32Vector) and _is_offsets(offs)):
+        return None
+    rtype = types.UniTuple(row, offs.count)
+
+    def codegen(context, builder, sig, args):
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for p in range(offs.count):
+            out = builder.insert_value(out, args[0], p)
+        return out
+    return rtype(row, offs), codegen
+
+
+@intrinsic
+def tile_fma(typingctx, src, offs, c, row, acc):
+    """One step of the reduction: ``acc[p][v] += src[offs[p] + c] * row[v]`` for every pixel p, vector v."""
+    shape = _tile_shape(acc)
+    if (shape is None or not _is_buffer(src) or not _is_offsets(offs) or offs.count != shape[0]
+            or not isinstance(c, types.Integer) or row != acc.dtype):
+        return None
+    pt, nv, vtype = shape
+
+    def codegen(context, builder, sig, args):
+        src_v, offs_v, c_v, row_v, acc_v = args
+        c_v = context.cast(builder, c_v, sig.args[2], types.intp)
+        data = context.make_array(sig.args[0])(context, builder, src_v).data
+        weights = [builder.extract_value(row_v, v) for v in range(nv)]
+        out = acc_v
+        for p in range(pt):
+            ptr = builder.gep(data, [builder.add(builder.extract_value(offs_v, p), c_v)])
+            x = _splat(builder, builder.load(ptr, align=4, typ=ir.FloatType()), vtype.lanes)
+            for v in range(nv):
+                out = builder.insert_value(out, _fmuladd(builder, x, weights[v], builder.extract_value(out, [p, v])), [p, v])
+        return out
+    return acc(src, offs, c, row, acc), codegen
+
+
+@intrinsic
+def tile_clamp6(typingctx, acc):
+    """ReLU6 of every accumulator of a tile."""
+    shape = _tile_shape(acc)
+    if shape is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        out = args[0]
+        for p in range(shape[0]):
+            for v in range(shape[1]):
+                out = builder.insert_value(out, _clamp6(builder, builder.extract_value(out, [p, v])), [p, v])
+        return out
+    return acc(acc), codegen
+
+
+@intrinsic
+def tile_add(typingctx, src, offs, acc):
+    """``acc[p][v] += src[offs[p] + v * lanes : ... + lanes]`` (the residual connection)."""
+    shape = _tile_shape(acc)
+    if shape is None or not _is_buffer(src) or not _is_offsets(offs) or offs.count != shape[0]:
+        return None
+    pt, nv, vtype = shape
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        out = args[2]
+        for p in range(pt):
+            base = builder.gep(data, [builder.extract_value(args[1], p)])
+            for v in range(nv):
+                x = _vector_load(builder, builder.gep(base, [ir.Constant(ir.IntType(64), v * vtype.lanes)]), vtype.lanes)
+                out = builder.insert_value(out, builder.fadd(builder.extract_value(out, [p, v]), x), [p, v])
+        return out
+    return acc(src, offs, acc), codegen
+
+
+@intrinsic
+def tile_store(typingctx, dst, offs, acc):
+    """``dst[offs[p] + v * lanes : ... + lanes] = acc[p][v]``."""
+    shape = _tile_shape(acc)
+    if shape is None or not _is_buffer(dst) or not _is_offsets(offs) or offs.count != shape[0]:
+        return None
+    pt, nv, vtype = shape
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        for p in range(pt):
+            base = builder.gep(data, [builder.extract_value(args[1], p)])
+            for v in range(nv):
+                ptr = builder.gep(base, [ir.Constant(ir.IntType(64), v * vtype.lanes)])
+                builder.store(builder.extract_value(args[2], [p, v]),
+                              builder.bitcast(ptr, ir.VectorType(ir.FloatType(), vtype.lanes).as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.none(dst, offs, acc), codegen
+
+
+# ------------------------------------------------------------------------------ "shaped like" helpers
+# A generic kernel receives a template value (a bias row, a tuple of offsets) and makes more values of the
+# same shape; so one Numba function serves every tile shape without literal arguments.
+@intrinsic
+def load_like(typingctx, row, buf, i):
+    """A tuple of vectors shaped like ``row``, loaded from consecutive elements ``buf[i:]``."""
+    if not (isinstance(row, types.UniTuple) and isinstance(row.dtype, F32Vector) and _is_buffer(buf)
+            and isinstance(i, types.Integer)):
+        return None
+    lanes = row.dtype.lanes
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[1], args[1], sig.args[2], args[2])
+        out = ir.Constant(context.get_value_type(row), ir.Undefined)
+        for v in range(row.count):
+            out = builder.insert_value(out, _vector_load(builder, builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)]), lanes), v)
+        return out
+    return row(row, buf, i), codegen
+
+
+@intrinsic
+def offsets_like(typingctx, template, base, p, last, stride):
+    """:func:`offsets` with as many pixels as ``template`` has."""
+    if not (_is_offsets(template) and all(isinstance(t, types.Integer) for t in (base, p, last, stride))):
+        return None
+    n = template.count
+    rtype = types.UniTuple(types.intp, n)
+
+    def codegen(context, builder, sig, args):
+        b, q, lst, s = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:]))
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for k in range(n):
+            pk = builder.add(q, ir.Constant(q.type, k))
+            pk = builder.select(builder.icmp_signed("<", pk, lst), pk, lst)
+            out = builder.insert_value(out, builder.add(b, builder.mul(pk, s)), k)
+        return out
+    return rtype(template, base, p, last, stride), codegen
+
+
+@intrinsic
+def offsets2d_like(typingctx, template, base, p, last, step, rowpx, rowstride):
+    """Offsets of pixels ``min(p + k, last)`` of a map stored row by row: pixel q at
+    ``base + (q // rowpx) * rowstride + (q % rowpx) * step`` (rows of ``rowpx`` pixels, ``rowstride`` apart --
+    e.g. rows with a border). One division for the first pixel; the others step along from it."""
+    if not (_is_offsets(template)
+            and all(isinstance(t, types.Integer) for t in (base, p, last, step, rowpx, rowstride))):
+        return None
+    n = template.count
+    rtype = types.UniTuple(types.intp, n)
+
+    def codegen(context, builder, sig, args):
+        b, q, lst, s, rp, rs = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:]))
+        one, zero = ir.Constant(q.type, 1), ir.Constant(q.type, 0)
+        q0 = builder.select(builder.icmp_signed("<", q, lst), q, lst)
+        row = builder.sdiv(q0, rp)
+        col = builder.sub(q0, builder.mul(row, rp))
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for k in range(n):
+            if k:   # advance one pixel unless clamped at `last`; wrap to the next row
+                step_on = builder.icmp_signed("<=", builder.add(q, ir.Constant(q.type, k)), lst)
+                col = builder.add(col, builder.select(step_on, one, zero))
+                wrap = builder.icmp_signed("==", col, rp)
+                col = builder.select(wrap, zero, col)
+                row = builder.add(row, builder.select(wrap, one, zero))
+            out = builder.insert_value(out, builder.add(b, builder.add(builder.mul(row, rs), builder.mul(col, s))), k)
+        return out
+    return rtype(template, base, p, last, step, rowpx, rowstride), codegen
+
+
+@intrinsic(prefer_literal=True)
+def load_rows_like(typingctx, row, buf, i, stride, count):
+    """``count`` rows shaped like ``row`` (a tuple of vectors), row r from ``buf[i + r * stride:]``: a small
+    weight matrix to keep in registers."""
+    n = _literal_int(count)
+    if (n is None or not (isinstance(row, types.UniTuple) and isinstance(row.dtype, F32Vector)) or not _is_buffer(buf)
+            or not isinstance(i, types.Integer) or not isinstance(stride, types.Integer)):
+        return None
+    lanes = row.dtype.lanes
+    rtype = types.UniTuple(row, n)
+
+    def codegen(context, builder, sig, args):
+        base = _element_pointer(context, builder, sig.args[1], args[1], sig.args[2], args[2])
+        st = context.cast(builder, args[3], sig.args[3], types.intp)
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for r in range(n):
+            ptr = builder.gep(base, [builder.mul(st, ir.Constant(st.type, r))])
+            for v in range(row.count):
+                vec = _vector_load(builder, builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)]), lanes)
+                out = builder.insert_value(out, vec, [r, v])
+        return out
+    return rtype(row, buf, i, stride, count), codegen
+
+
+@intrinsic
+def tile_dot_rows(typingctx, src, offs, rows, acc):
+    """``acc[p][v] += sum over r (in order) of src[offs[p] + r] * rows[r][v]``: one step per input channel, the
+    weights ``rows`` (from :func:`load_rows_like`) already in registers."""
+    shape = _tile_shape(acc)
+    if (shape is None or not _is_buffer(src) or not _is_offsets(offs) or offs.count != shape[0]
+            or not (isinstance(rows, types.UniTuple) and rows.dtype == acc.dtype)):
+        return None
+    pt, nv, vtype = shape
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        out = args[3]
+        for r in range(rows.count):
+            for p in range(pt):
+                ptr = builder.gep(data, [builder.add(builder.extract_value(args[1], p), ir.Constant(ir.IntType(64), r))])
+                x = _splat(builder, builder.load(ptr, align=4, typ=ir.FloatType()), vtype.lanes)
+                for v in range(nv):
+                    out = builder.insert_value(out, _fmuladd(builder, x, builder.extract_value(args[2], [r, v]),
+                                                             builder.extract_value(out, [p, v])), [p, v])
+        return out
+    return acc(src, offs, rows, acc), codegen
+
+
+@intrinsic
+def cycle_counter(typingctx):
+    """The CPU's cycle counter (LLVM ``readcyclecounter``: ``rdtsc`` on x86, 0 where there is none), for the
+    per-stage profile; only differences of it mean anything."""
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                            "llvm.readcyclecounter")
+        return builder.call(fn, [])
+    return types.int64(), codegen

@@ -1,0 +1,178 @@
+"""The fast executor: its kernels against the NumPy twins on random shapes, and the whole fused forward pass
+against the layer-by-layer path (random weights, odd sizes, batches, threads, endpoints)."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from mobilenet_np import kernels as K
+from mobilenet_np import executor as E
+from mobilenet_np.kernels import fused
+from mobilenet_np.model import Model
+from mobilenet_np.testing import assert_close
+
+from .helpers import random_images, random_weight_set
+
+shapes = st.fixed_dictionaries(dict(
+    n=st.integers(1, 4), h=st.integers(1, 19), w=st.integers(1, 19),
+    cin=st.integers(1, 64), cout=st.integers(1, 64), stride=st.sampled_from([1, 2]),
+    relu6=st.booleans(), seed=st.integers(0, 2**31 - 1)))
+
+
+def _random(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+@given(shapes, st.booleans())
+def test_gemm_pointwise_matches_twin(s, residual):
+    rng = np.random.default_rng(s["seed"])
+    x = _random(rng, s["n"], s["h"], s["w"], s["cin"])
+    w = _random(rng, s["cin"], s["cout"], scale=0.3)
+    b = _random(rng, s["cout"])
+    r = _random(rng, s["n"], s["h"], s["w"], s["cout"]) if residual else None
+    expected = K.pointwise_conv2d_numpy(x, w, b, s["relu6"]) + (r if residual else 0)
+    assert_close(E.fused_pointwise(x, w, b, s["relu6"], r), expected, "kernel_vs_twin", "fused pointwise")
+
+
+@given(shapes, st.sampled_from([1, 3]))
+def test_gemm_conv_matches_twin(s, kernel):
+    rng = np.random.default_rng(s["seed"])
+    x = _random(rng, s["n"], s["h"], s["w"], min(s["cin"], 8))
+    w = _random(rng, kernel, kernel, x.shape[3], s["cout"], scale=0.5)
+    b = _random(rng, s["cout"])
+    pads = K.same_pads(s["h"], s["w"], kernel, s["stride"])
+    got = E.fused_conv(x, w, b, s["stride"], s["relu6"])
+    assert_close(got, K.conv2d_numpy(x, w, b, s["stride"], pads, s["relu6"]), "kernel_vs_twin", "fused conv")
+    assert got.shape[1:3] == (-(-s["h"] // s["stride"]), -(-s["w"] // s["stride"]))
+
+
+@given(shapes)
+def test_dw_row_matches_twin(s):
+    rng = np.random.default_rng(s["seed"])
+    x = _random(rng, s["n"], s["h"], s["w"], s["cin"])
+    w = _random(rng, 3, 3, s["cin"], 1)
+    b = _random(rng, s["cin"])
+    pads = K.same_pads(s["h"], s["w"], 3, s["stride"])
+    assert_close(E.fused_depthwise(x, w, b, s["stride"], s["relu6"]),
+                 K.depthwise_conv2d_numpy(x, w, b, s["stride"], pads, s["relu6"]), "kernel_vs_twin", "fused depthwise")
+
+
+@given(st.integers(1, 6), st.integers(1, 80), st.integers(1, 300), st.integers(0, 2**31 - 1))
+def test_dense_matches_twin(n, cin, cout, seed):
+    rng = np.random.default_rng(seed)
+    f, w, b = _random(rng, n, cin), _random(rng, cin, cout, scale=0.3), _random(rng, cout)
+    assert_close(E.fused_dense(f, w, b), K.logits_numpy(f, w, b), "kernel_vs_twin", "fused dense")
+
+
+def test_gemm_packing_walks_blocks_in_kernel_order():
+    assert E.gemm_blocks(8) == [(0, 8)]
+    assert E.gemm_blocks(120) == [(0, 64), (64, 32), (96, 16), (112, 8)]
+    w = np.arange(3 * 24, dtype=np.float32).reshape(3, 24)
+    # block 0 (16 wide) row-major, then block 1 (8 wide)
+    assert np.array_equal(E.pack_gemm(w), np.concatenate([w[:, :16].ravel(), w[:, 16:].ravel()]))
+
+
+# ------------------------------------------------------------------------------------------ whole network
+def _pair(family, alpha, num_classes=1001, seed=0):
+    ws = random_weight_set(family, alpha, num_classes=num_classes, seed=seed)
+    return (Model(ws.architecture(), ws.variables, weights=ws),
+            Model(ws.architecture(), ws.variables, weights=ws, engine="layers"))
+
+
+@pytest.mark.parametrize("family,alpha,n,size", [
+    ("v1", 0.25, 2, (64, 96)), ("v1", 0.25, 1, (128, 128)), ("v1", 0.3, 3, (37, 45)),   # 0.3: channels 9, 19, ...
+    ("v2", 0.5, 2, (65, 33)), ("v2", 0.35, 1, (96, 96)), ("v2", 1.0, 1, (33, 50))])
+def test_executor_matches_layer_by_layer_path(family, alpha, n, size):
+    fast, layers = _pair(family, alpha)
+    assert fast.executor is not None and layers.executor is None
+    images = random_images(n, *size, seed=4)
+    got, expected = fast.endpoints(images), layers.endpoints(images)
+    assert list(got) == list(expected)
+    for name in expected:
+        assert_close(got[name], expected[name], "engine_vs_engine", name)
+    assert_close(fast.classify(images), expected["Logits"], "engine_vs_engine", "classify")
+    assert_close(fast.features(images), expected[fast.architecture.feature_endpoint][:, 0, 0], "engine_vs_engine",
+                 "features")
+
+
+def test_classify_features_and_endpoints_agree_exactly():
+    """Recording endpoints changes where rows are copied, not how they are computed."""
+    fast, _ = _pair("v2", 0.5)
+    images = random_images(3, 70, 58, seed=5)
+    ends = fast.endpoints(images)
+    assert np.array_equal(fast.classify(images), ends["Logits"])
+    assert np.array_equal(fast.features(images), ends["global_pool"][:, 0, 0])
+    assert np.array_equal(fast.classify(images[1:2])[0], ends["Logits"][1])     # batch independence
+
+
+def test_threads_give_identical_results():
+    fast, _ = _pair("v1", 0.25)
+    images = random_images(5, 96, 80, seed=6)
+    one = fast.classify(images)
+    fast.threads = 2
+    assert fast.executor.threads == 2
+    assert np.array_equal(fast.classify(images), one)
+    with pytest.raises(ValueError):
+        fast.threads = 0
+
+
+def test_no_writes_outside_the_arena_and_parameters_unchanged():
+    fast, _ = _pair("v2", 0.35)
+    ex = fast.executor
+    images = np.ascontiguousarray(random_images(2, 45, 61, seed=7))
+    for record in (False, True):
+        plan = ex.plan(45, 61, record)
+        guard = 4096
+        arena = np.full(plan.arena_size + 2 * guard, 7.0, np.float32)
+        inner = arena[guard:guard + plan.arena_size]
+        inner[:] = 0.0
+        acc = np.zeros(plan.features, np.float64)
+        pooled = np.full(2 * plan.features + guard, 7.0, np.float32)
+        ends = np.full(max(2 * plan.ends_size, 1) + guard, 7.0, np.float32)
+        params = ex.params.copy()
+        fused.forward(images, plan.stages, plan.tensors, plan.schedule, ex.params, inner, acc, pooled, ends, record,
+                      np.zeros(4, np.int64), pooled, np.zeros(0, np.int64), np.zeros(2, np.int64))
+        assert np.all(arena[:guard] == 7.0) and np.all(arena[-guard:] == 7.0)
+        assert np.all(pooled[2 * plan.features:] == 7.0)
+        assert np.all(ends[max(2 * plan.ends_size, 1):] == 7.0)
+        assert np.array_equal(ex.params, params)
+        if record:
+            assert not np.any(ends[:2 * plan.ends_size] == 7.0)   # every endpoint value written
+
+
+def test_schedule_keeps_few_rows_and_makes_every_row_once():
+    fast, _ = _pair("v1", 0.25)
+    plan = fast.executor.plan(224, 224)
+    stages, tensors, schedule = plan.stages, plan.tensors, plan.schedule
+    for k, stage in enumerate(stages):
+        steps = schedule[schedule[:, 0] == k]
+        rows = np.concatenate([np.arange(i, i + r) for _, i, r in steps])
+        height = tensors[stage[fused.TIN], fused.T_H] if stage[fused.OP] == fused.ST_POOL else \
+            tensors[stage[fused.TOUT], fused.T_H]
+        assert np.array_equal(rows, np.arange(height)), k
+    # large maps live in rings of a few rows (a map read whole by a small layer's one-step GEMM is kept whole)
+    big = [t for t in tensors[1:] if t[fused.T_H] > 28]
+    assert big and all(t[fused.T_RING] <= 4 for t in big)
+    assert plan.arena_size * 4 < 2e6                             # the whole V1 0.25/224 arena: under 2 MB
+
+
+def test_engines_and_models_the_executor_does_not_serve():
+    ws = random_weight_set("v1", 0.25)
+    assert Model(ws.architecture(), ws.variables, engine="numpy").executor is None
+    assert Model(ws.architecture(), ws.variables, fold_batch_norm=False).executor is None
+    with pytest.raises(ValueError, match="engine"):
+        Model(ws.architecture(), ws.variables, engine="fast")
+    headless = random_weight_set("v1", 0.25, num_classes=0)
+    model = Model(headless.architecture(), headless.variables)
+    assert model.executor is not None
+    assert model.features(random_images(1, 40, 40)).shape == (1, 256)
+
+
+@given(st.integers(1, 3), st.integers(1, 40), st.integers(1, 40), st.integers(1, 80), st.booleans(),
+       st.integers(0, 2**31 - 1))
+def test_stem_kernel_matches_twin(n, h, w, cout, relu6, seed):
+    rng = np.random.default_rng(seed)
+    x = _random(rng, n, h, w, 3)
+    k = _random(rng, 3, 3, 3, cout, scale=0.5)
+    b = _random(rng, cout)
+    pads = K.same_pads(h, w, 3, 2)
+    assert_close(E.fused_conv(x, k, b, 2, relu6), K.conv2d_numpy(x, k, b, 2, pads, relu6), "kernel_vs_twin", "stem")
