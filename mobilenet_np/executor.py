@@ -31,11 +31,11 @@ def padded(c):
 def gemm_blocks(cout):
     """``[(start, width)]``: output channels as :func:`~mobilenet_np.kernels.fused.gemm` walks them."""
     blocks, ob = [], 0
-    while cout - ob >= 64:
-        blocks.append((ob, 64))
-        ob += 64
+    while cout - ob >= fused.WIDEST:
+        blocks.append((ob, fused.WIDEST))
+        ob += fused.WIDEST
     for width in (32, 16, 8):
-        if cout - ob >= width:
+        if width < fused.WIDEST and cout - ob >= width:
             blocks.append((ob, width))
             ob += width
     assert ob == cout, cout
@@ -345,8 +345,9 @@ class FastExecutor:
                                        pooled, ends, record, head, out, self._no_cycles, bad)
         if bad.any():
             check_values(x)      # raises InputError naming the problem
-        features = pooled.reshape(n, plan.features)[:, :self.architecture.num_features]
-        z = out[:n * head[3]].reshape(n, head[3])[:, :self.architecture.num_classes] if logits else None
+        features = np.ascontiguousarray(pooled.reshape(n, plan.features)[:, :self.architecture.num_features])
+        z = np.ascontiguousarray(out[:n * head[3]].reshape(n, head[3])[:, :self.architecture.num_classes]) \
+            if logits else None
         if not record:
             return features, z, None
         endpoints = {}

@@ -109,9 +109,9 @@ class Model(HubInterface):
         """The fast executor runs plain folded float models; subclasses that change a layer's arithmetic
         (e.g. fake quantization) keep the layer-by-layer path."""
         cls = type(self)
+        overridable = ("_prepare", "_conv", "_map_input", "_logits", "_forward_layers", "_logits_layers")
         return (self.engine == "numba" and self.fold_batch_norm
-                and all(getattr(cls, name) is getattr(Model, name)
-                        for name in ("_prepare", "_conv", "_map_input", "_logits", "_forward_layers", "_logits_layers")))
+                and all(getattr(cls, name) is getattr(Model, name) for name in overridable))
 
     @property
     def executor(self):

@@ -45,6 +45,21 @@ from .simd import (clamp6, cycle_counter, fma, load_like, load_row16, load_row8,
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
+
+def _has_wide_registers():
+    """Whether Numba compiles for AVX-512 (32 vector registers of 16 floats): then the GEMM's register tiles
+    are 4 pixels x 64 channels; with 16 registers of 8 floats (AVX2 and the like) such tiles would spill, so
+    blocks are at most 16 channels wide. Numba's cache is per CPU, so each machine compiles its own choice."""
+    import llvmlite.binding as ll
+    from numba.core import config
+
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else ll.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+WIDE = _has_wide_registers()
+WIDEST = 64 if WIDE else 16   # the widest block of output channels (see executor.gemm_blocks)
+
 # ------------------------------------------------------------------------------------------ the plan format
 ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
 # Stage columns. TIN/TOUT/TRES are tensor ids (-1: none); W*/B* offsets into the parameter buffer; REC* offsets
@@ -129,12 +144,24 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
 
     A pixel's inputs are ``nseg`` (1 to 3) runs of ``seglen`` values starting at ``seg0``, ``seg1``, ``seg2``
     (plus ``p * s_step`` for pixel p). ``cout`` is a multiple of 8; weights ``[nseg*seglen, cout]`` are packed
-    as :func:`mobilenet_np.executor.pack_gemm` does (blocks of 64, then 32, 16 and 8 output channels). The
+    as :func:`mobilenet_np.executor.pack_gemm` does (blocks of 64, then 32, 16 and 8 output channels; with
+    AVX2-sized registers blocks of 16, then 8). The
     outputs go to ``dst`` rows of ``d_rowpx`` pixels, ``d_rowstride`` apart (``d_rowpx = npx``: one run). The
     residual, when ``res``, is read from ``dst``'s buffer at ``r_base + p * r_step``.
     """
     kin = nseg * seglen
     ob = 0
+    if not WIDE:     # 16 registers: tiles of 4 pixels x 16 channels (8 ymm accumulators), then 8 x 8
+        while cout - ob >= 16:
+            _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 16,
+                        load_row16(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 4), relu6,
+                        dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+            ob += 16
+        if cout - ob >= 8:
+            _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 8,
+                        load_row8(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 8), relu6,
+                        dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+        return
     if nseg == 1 and (seglen == 8 or seglen == 16):
         # Few inputs: the narrow blocks (16 and 8 channels) keep their weights in registers.
         end = cout - cout % 16 if cout % 16 == 8 else cout
@@ -185,32 +212,33 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
 
 
 @njit(cache=True, _nrt=False)
-def _gemv_quad(src, s_base, cin, prm, w, b_off, dst, d_base):
-    """256 output channels of one pixel (four packed 64-blocks side by side, 16 independent FMA chains). The
-    weights stream from memory at its bandwidth (measured: ~22 GB/s, 5 MB for V2's logits in ~0.23 ms;
-    software prefetching does not help)."""
+def _gemv_quad(src, s_base, cin, prm, w, b_off, nb, brow, dst, d_base):
+    """Four packed ``nb``-wide blocks of output channels side by side for one pixel (``brow``: a bias row of
+    one block, for the shape), i.e. 16 (AVX-512) or 8 (AVX2) independent FMA chains. The weights stream from
+    memory at its bandwidth (measured: ~22 GB/s, 5 MB for V2's logits in ~0.23 ms; software prefetching does
+    not help)."""
     o = offsets(s_base, 0, 0, 0, 1)
-    a0 = tile_init(load_row16(prm, b_off, 4), o)
-    a1 = tile_init(load_row16(prm, b_off + 64, 4), o)
-    a2 = tile_init(load_row16(prm, b_off + 128, 4), o)
-    a3 = tile_init(load_row16(prm, b_off + 192, 4), o)
-    p0, p1, p2, p3 = w, w + cin * 64, w + cin * 128, w + cin * 192
+    a0 = tile_init(load_like(brow, prm, b_off), o)
+    a1 = tile_init(load_like(brow, prm, b_off + nb), o)
+    a2 = tile_init(load_like(brow, prm, b_off + 2 * nb), o)
+    a3 = tile_init(load_like(brow, prm, b_off + 3 * nb), o)
+    p0, p1, p2, p3 = w, w + cin * nb, w + cin * 2 * nb, w + cin * 3 * nb
     for t in range(cin):
-        q = t * 64
-        a0 = tile_fma(src, o, t, load_like(a0[0], prm, p0 + q), a0)
-        a1 = tile_fma(src, o, t, load_like(a1[0], prm, p1 + q), a1)
-        a2 = tile_fma(src, o, t, load_like(a2[0], prm, p2 + q), a2)
-        a3 = tile_fma(src, o, t, load_like(a3[0], prm, p3 + q), a3)
+        q = t * nb
+        a0 = tile_fma(src, o, t, load_like(brow, prm, p0 + q), a0)
+        a1 = tile_fma(src, o, t, load_like(brow, prm, p1 + q), a1)
+        a2 = tile_fma(src, o, t, load_like(brow, prm, p2 + q), a2)
+        a3 = tile_fma(src, o, t, load_like(brow, prm, p3 + q), a3)
     tile_store(dst, offsets(d_base, 0, 0, 0, 1), a0)
-    tile_store(dst, offsets(d_base + 64, 0, 0, 0, 1), a1)
-    tile_store(dst, offsets(d_base + 128, 0, 0, 0, 1), a2)
-    tile_store(dst, offsets(d_base + 192, 0, 0, 0, 1), a3)
+    tile_store(dst, offsets(d_base + nb, 0, 0, 0, 1), a1)
+    tile_store(dst, offsets(d_base + 2 * nb, 0, 0, 0, 1), a2)
+    tile_store(dst, offsets(d_base + 3 * nb, 0, 0, 0, 1), a3)
 
 
 @njit(cache=True, _nrt=False)
 def dense(f, n, cin, prm, w_off, b_off, cout, out):
     """``out[i, :cout] = f[i, :cin] @ W + b`` for the flat ``f`` [n, cin] (the logits layer). Small batches
-    take the rows one at a time, four 64-channel blocks at once: a matrix-vector product is limited by how
+    take the rows one at a time, four of the widest blocks at once: a matrix-vector product is limited by how
     fast the weights stream in, not by arithmetic."""
     Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
     if n >= 4:
@@ -218,9 +246,14 @@ def dense(f, n, cin, prm, w_off, b_off, cout, out):
         return
     for i in range(n):
         ob = 0
-        while cout - ob >= 256:
-            _gemv_quad(f, i * cin, cin, prm, w_off + ob * cin, b_off + ob, out, i * cout + ob)
-            ob += 256
+        while cout - ob >= 4 * WIDEST:
+            if WIDE:
+                _gemv_quad(f, i * cin, cin, prm, w_off + ob * cin, b_off + ob, Z + 64, load_row16(prm, b_off, 4),
+                           out, i * cout + ob)
+            else:
+                _gemv_quad(f, i * cin, cin, prm, w_off + ob * cin, b_off + ob, Z + 16, load_row16(prm, b_off, 1),
+                           out, i * cout + ob)
+            ob += 4 * WIDEST
         if ob < cout:
             gemm(f, i * cin, Z, Z, Z + 1, cin, cin, Z + 1, prm, w_off + ob * cin, b_off + ob, cout - ob, NO,
                  out, i * cout + ob, cout, Z + 1, Z, NO, Z, Z)
@@ -267,13 +300,14 @@ def dw_row(src, r0, r1, r2, c, stride, ow, prm, w_off, b_off, relu6, dst, d_base
     """
     cstep = stride * c
     cb = 0
-    while c - cb >= 16:
+    while WIDE and c - cb >= 16:     # (with 16 registers, 9 weights of 16 floats would not fit: 8 at a time)
         _dw_block(src, r0 + cb, r1 + cb, r2 + cb, cstep, ow, prm, w_off + cb, c, load_row16(prm, b_off + cb, 1),
                   relu6, dst, d_base + cb, d_step)
         cb += 16
-    if c - cb >= 8:
+    while c - cb >= 8:
         _dw_block(src, r0 + cb, r1 + cb, r2 + cb, cstep, ow, prm, w_off + cb, c, load_row8(prm, b_off + cb, 1),
                   relu6, dst, d_base + cb, d_step)
+        cb += 8
 
 
 # ------------------------------------------------------------------------------------------ tensors
@@ -309,13 +343,13 @@ def _input_row(st, k, t, xf, h, w, n, r, a):
     many of its values are not in [0, 1] (NaN and infinities included), so the caller can refuse the image."""
     src = (n * h + r) * w * 3
     dst = _row(t, st[k, TOUT], r)
-    bad = 0
+    bad = np.int32(0)
     for q in range(w * 3):
         v = xf[np.uint64(src + q)]
         if not ((v >= np.float32(0.0)) & (v <= np.float32(1.0))):   # NaN fails both
-            bad += 1
+            bad += np.int32(1)
         a[np.uint64(dst + q)] = v * np.float32(2.0) - np.float32(1.0)
-    return bad
+    return np.int64(bad)
 
 
 @njit(cache=True, _nrt=False)
