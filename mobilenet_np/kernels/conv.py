@@ -9,6 +9,8 @@ otherwise identity. Output size per dimension: ``(n + before + after - k) // s +
 import numpy as np
 from numba import njit
 
+from .padding import valid_columns
+
 
 @njit(cache=True)
 def conv2d(x, w, bias, stride, pads, relu6):
@@ -30,8 +32,7 @@ def conv2d(x, w, bias, stride, pads, relu6):
                     continue
                 src = x[b, iy]
                 for kx in range(kw):
-                    lo = max(0, (left - kx + stride - 1) // stride)
-                    hi = min(ow, (wd - 1 + left - kx) // stride + 1)
+                    lo, hi = valid_columns(kx, stride, left, wd, ow)
                     wt = w[ky, kx]
                     for j in range(lo, hi):
                         xs = src[j * stride - left + kx]

@@ -8,13 +8,7 @@ read zero; ``pads = (top, bottom, left, right)`` as in :mod:`mobilenet_np.kernel
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True)
-def _valid_columns(kx, stride, left, width, out_width):
-    """Output columns ``j`` whose tap ``ix = j*stride - left + kx`` lies inside ``[0, width)``."""
-    lo = max(0, (left - kx + stride - 1) // stride)
-    hi = min(out_width, (width - 1 + left - kx) // stride + 1)
-    return lo, hi
+from .padding import valid_columns
 
 
 @njit(cache=True)
@@ -26,12 +20,6 @@ def depthwise_conv2d(x, w, bias, stride, pads, relu6):
     ow = (wd + left + right - kw) // stride + 1
     cout = cin * mult
     y = np.empty((n, oh, ow, cout), dtype=np.float32)
-    tiled = np.empty((kh, kw, ow * cin), dtype=np.float32)  # w[ky, kx, :, 0] repeated for every column
-    if mult == 1 and stride == 1:
-        for ky in range(kh):
-            for kx in range(kw):
-                for j in range(ow):
-                    tiled[ky, kx, j * cin:(j + 1) * cin] = w[ky, kx, :, 0]
     # Row by row: for each kernel tap, add that tap's contribution to a whole output row at once; the
     # innermost loop runs over contiguous channels (vectorizable). Taps are summed in (ky, kx) order.
     for b in range(n):
@@ -45,17 +33,8 @@ def depthwise_conv2d(x, w, bias, stride, pads, relu6):
                     continue
                 src = x[b, iy]
                 for kx in range(kw):
-                    lo, hi = _valid_columns(kx, stride, left, wd, ow)
-                    if mult == 1 and stride == 1:
-                        # Stride 1: the taps of a row are one contiguous run of (column, channel) values,
-                        # so the row update is a single flat multiply-add against the tiled weights.
-                        flat_out = row.reshape(ow * cout)
-                        flat_in = src.reshape(wd * cin)
-                        wt = tiled[ky, kx]
-                        start_in = (lo - left + kx) * cin
-                        for t in range(lo * cin, hi * cin):
-                            flat_out[t] += flat_in[start_in + t - lo * cin] * wt[t]
-                    elif mult == 1:
+                    lo, hi = valid_columns(kx, stride, left, wd, ow)
+                    if mult == 1:
                         wt = w[ky, kx, :, 0]
                         for j in range(lo, hi):
                             xs = src[j * stride - left + kx]

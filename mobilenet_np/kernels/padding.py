@@ -11,6 +11,7 @@ Example: n = 224, k = 3, s = 2 gives out = 112, pad_total = 1, so no padding on 
 bottom. Symmetric padding (one pixel on every side, as PyTorch does) shifts every stride-2 layer by one
 pixel; it is the most common porting mistake.
 """
+from numba import njit
 
 
 def same_padding(n, k, s):
@@ -28,3 +29,12 @@ def same_pads(h, w, k, s):
     _, top, bottom = same_padding(h, k, s)
     _, left, right = same_padding(w, k, s)
     return top, bottom, left, right
+
+
+@njit(cache=True)
+def valid_columns(k, stride, before, n, out):
+    """Output positions ``j`` in ``[lo, hi)`` whose tap ``j*stride - before + k`` lies inside ``[0, n)``:
+    the range a kernel loop can run over without a bounds check per pixel."""
+    lo = max(0, (before - k + stride - 1) // stride)
+    hi = min(out, (n - 1 + before - k) // stride + 1)
+    return lo, hi
