@@ -31,6 +31,13 @@ CASES = {
     "v1_025_224": ("v1", 0.25, 224, "models/mobilenet_v1_0.25_224/mobilenet_v1_0.25_224_frozen.pb"),
     "v2_050_160": ("v2", 0.5, 160, None),
 }
+# integer cases: the same .tflite file for us and TFLite; ours with rounding="xnnpack" against the default
+# interpreter (XNNPACK) and with rounding="reference" against TFLite's reference kernels (BUILTIN_REF)
+INTEGER_CASES = {
+    "v1_025_128_uint8": "models/mobilenet_v1_0.25_128_quant/mobilenet_v1_0.25_128_quant.tflite",
+    "v2_100_224_uint8": "models/tflite/coral_mobilenet_v2_1.0_224_quant.tflite",
+}
+DEFAULT_CASES = ["v1_025_128", "v1_025_224", "v2_050_160", "v1_025_128_uint8"]
 
 
 def weights_for(case):
@@ -66,7 +73,6 @@ def keras_model(ws):
 
 def tflite_runner(keras_net, batch, threads):
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
 
     import contextlib
     import io
@@ -74,14 +80,24 @@ def tflite_runner(keras_net, batch, threads):
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_net)
     with contextlib.redirect_stdout(io.StringIO()):   # the converter prints every captured tensor
         flat = converter.convert()
-    interpreter = Interpreter(model_content=flat, num_threads=threads)
+    run = tflite_file_runner(flat, batch, threads)
+    return lambda x: run(x * 2 - 1)
+
+
+def tflite_file_runner(content, batch, threads, reference=False):
+    """The TFLite interpreter on a model's bytes, resized to ``batch``: the default resolver (XNNPACK), or
+    with ``reference`` TFLite's reference kernels."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF} if reference else {}
+    interpreter = Interpreter(model_content=content, num_threads=threads, **kwargs)
     inp = interpreter.get_input_details()[0]
     interpreter.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]])
     interpreter.allocate_tensors()
     out = interpreter.get_output_details()[0]
 
     def run(x):
-        interpreter.set_tensor(inp["index"], x * 2 - 1)
+        interpreter.set_tensor(inp["index"], x)
         interpreter.invoke()
         return interpreter.get_tensor(out["index"])
     return run
@@ -203,10 +219,77 @@ def bench_case(case, batch, threads, repeats, peers):
             "ratio": {k: medians["mobilenet_np"] / v for k, v in medians.items() if k != "mobilenet_np"}}
 
 
+def bench_integer_case(case, batch, threads, repeats, peers):
+    """Our integer model (both roundings) against TFLite on the same .tflite and the same uint8 images; the
+    outputs must be the same bytes."""
+    import numba
+
+    from mobilenet_np.integer import load_integer
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    path = fixture_path(INTEGER_CASES[case])
+    if path is None:
+        raise SystemExit(f"{case} needs the fixture {INTEGER_CASES[case]} (see tests' fixture rules)")
+    xnn = load_integer(str(path), "xnnpack", threads=threads)
+    ref = load_integer(str(path), "reference", threads=threads)
+    x = np.random.default_rng(0).integers(0, 256, (batch, *xnn.input_size, 3), dtype=np.uint8)
+    runners = {"mobilenet_np": xnn.output, "mobilenet_np_reference": ref.output}
+    if peers:
+        content = open(path, "rb").read()
+        runners["tflite_xnnpack"] = tflite_file_runner(content, batch, threads)
+        runners["tflite_reference"] = tflite_file_runner(content, batch, threads, reference=True)
+        for ours, theirs in (("mobilenet_np", "tflite_xnnpack"), ("mobilenet_np_reference", "tflite_reference")):
+            if not np.array_equal(runners[ours](x), runners[theirs](x)):
+                raise SystemExit(f"{ours} and {theirs} disagree on {case}")
+    medians = interleaved(runners, x, repeats)
+    ratio = {}
+    if peers:
+        ratio = {"tflite_xnnpack": medians["mobilenet_np"] / medians["tflite_xnnpack"],
+                 "tflite_reference": medians["mobilenet_np_reference"] / medians["tflite_reference"]}
+    return {"case": case, "batch": batch, "threads": threads, "median_ms": medians, "ratio": ratio}
+
+
+def _print_layer_profile(title, spent, macs, repeats):
+    """``spent``: {layer: seconds over ``repeats`` runs}; ``macs``: {layer: multiply-adds}."""
+    total = sum(spent.values()) / repeats * 1e3
+    print(f"{title}: body {total:.2f} ms per image (sum of per-layer kernel calls)")
+    print(f"{'layer':<34}{'ms':>8}{'share':>8}{'MACs':>12}{'GMAC/s':>8}")
+    for name, seconds in spent.items():
+        ms = seconds / repeats * 1e3
+        rate = f"{macs[name] / ms / 1e6:>8.2f}" if macs.get(name) else f"{'':>8}"
+        print(f"{name:<34}{ms:>8.3f}{ms / total:>8.1%}{macs.get(name, 0):>12,}{rate}")
+
+
+def _print_stage_profile(title, plan, run, repeats, macs, label=lambda name: name):
+    """Per-stage time of the fast executor from the CPU's cycle counter: ``run(cycles)`` makes one pass."""
+    run(None)
+    cycles = np.zeros(len(plan.stages) + 1, np.int64)
+    wall = []
+    for _ in range(repeats):
+        before = cycles.copy()
+        t = time.perf_counter()
+        run(cycles)
+        wall.append((time.perf_counter() - t, int((cycles - before).sum())))
+    # cycles -> ms from the runs themselves (the counter ticks at a constant rate)
+    seconds_per_cycle = sum(w for w, _ in wall) / max(1, sum(c for _, c in wall))
+    names = plan.names + [["logits"]]
+    ms = cycles * seconds_per_cycle / repeats * 1e3
+    best = min(w for w, _ in wall) * 1e3
+    print(f"\n{title}: {ms.sum():.2f} ms per image in the compiled call "
+          f"(median run {statistics.median(w for w, _ in wall) * 1e3:.2f} ms, best {best:.2f} ms, logits included)")
+    print(f"{'stage (layers)':<58}{'ms':>8}{'share':>8}{'MACs':>12}{'GMAC/s':>8}")
+    for stage_names, t in zip(names, ms):
+        m = sum(macs.get(n, 0) for n in stage_names)
+        rate = f"{m / t / 1e6:>8.2f}" if m and t > 0 else f"{'':>8}"
+        print(f"{' + '.join(label(n) for n in stage_names):<58}{t:>8.3f}{t / ms.sum():>8.1%}{m:>12,}{rate}")
+
+
 def profile(case, repeats):
     """Per-layer time of mobilenet_np (batch 1) against each layer's multiply-adds: the layer-by-layer path
-    (``engine="layers"``, one kernel call per layer from Python) and the fast executor (one compiled call; time
-    per fused stage from the CPU's cycle counter)."""
+    (``engine="layers"``, one kernel call per layer from Python; integer models: ``engine="ops"``) and the fast
+    executor (one compiled call; time per fused stage from the CPU's cycle counter)."""
+    if case in INTEGER_CASES:
+        return profile_integer(case, repeats)
     ws = weights_for(case)
     model = mnp.Model(ws.architecture(), ws.variables, engine="layers")
     x = np.random.default_rng(0).uniform(-1, 1, (1, *ws.input_size, 3)).astype(np.float32)
@@ -219,43 +302,55 @@ def profile(case, repeats):
             t = time.perf_counter()
             y = model._conv(step, y)
             spent[step[0].name] = spent.get(step[0].name, 0.0) + time.perf_counter() - t
-    total = sum(spent.values()) / repeats * 1e3
-    print(f"{case}, engine='layers': body {total:.2f} ms per image (sum of per-layer kernel calls)")
-    print(f"{'layer':<26}{'ms':>8}{'share':>8}{'MACs':>12}{'GMAC/s':>8}")
-    for name, seconds in spent.items():
-        ms = seconds / repeats * 1e3
-        print(f"{name:<26}{ms:>8.3f}{ms / total:>8.1%}{table[name]:>12,}{table[name] / ms / 1e6:>8.2f}")
-
+    _print_layer_profile(f"{case}, engine='layers'", spent, table, repeats)
     fast = mnp.Model(ws.architecture(), ws.variables)
     images = x * 0.5 + 0.5
-    ex = fast.executor
-    plan = ex.plan(*ws.input_size)
-    ex.run(images, logits=True)
-    cycles = np.zeros(len(plan.stages) + 1, np.int64)
-    wall = []
-    for _ in range(repeats):
-        before = cycles.copy()
-        t = time.perf_counter()
-        ex.run(images, logits=True, cycles=cycles)
-        wall.append((time.perf_counter() - t, int((cycles - before).sum())))
-    # cycles -> ms from the runs themselves (the counter ticks at a constant rate)
-    seconds_per_cycle = sum(w for w, _ in wall) / max(1, sum(c for _, c in wall))
-    names = plan.names + [["logits"]]
     table["logits"] = model.architecture.logits.macs(1, 1) if model.architecture.logits else 0
-    ms = cycles * seconds_per_cycle / repeats * 1e3
-    best = min(w for w, _ in wall) * 1e3
-    print(f"\n{case}, engine='numba' (fast executor): {ms.sum():.2f} ms per image in the compiled call "
-          f"(median run {statistics.median(w for w, _ in wall) * 1e3:.2f} ms, best {best:.2f} ms, logits included)")
-    print(f"{'stage (layers)':<48}{'ms':>8}{'share':>8}{'MACs':>12}{'GMAC/s':>8}")
-    for stage_names, t in zip(names, ms):
-        macs = sum(table.get(n, 0) for n in stage_names)
-        rate = f"{macs / t / 1e6:>8.2f}" if macs and t > 0 else f"{'':>8}"
-        print(f"{' + '.join(stage_names):<48}{t:>8.3f}{t / ms.sum():>8.1%}{macs:>12,}{rate}")
+    _print_stage_profile(f"{case}, engine='numba' (fast executor)", fast.executor.plan(*ws.input_size),
+                         lambda cycles: fast.executor.run(images, logits=True, cycles=cycles), repeats, table)
+
+
+def profile_integer(case, repeats, rounding="xnnpack"):
+    from mobilenet_np.integer import load_integer
+
+    path = str(fixture_path(INTEGER_CASES[case]))
+    ops_model = load_integer(path, rounding, engine="ops")
+    x = np.random.default_rng(0).integers(0, 256, (1, *ops_model.input_size, 3), dtype=np.uint8)
+    tensors = ops_model.tflite.tensors
+    macs, names = {}, {}
+    for op in ops_model.tflite.operators:
+        out = tensors[op.outputs[0]]
+        name = names[op.index] = ops_model.endpoint_names[out.index]
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            w = tensors[op.inputs[1]].shape
+            per_output = w[1] * w[2] if op.name == "DEPTHWISE_CONV_2D" else int(np.prod(w[1:]))
+            macs[name] = int(np.prod(out.shape[1:])) * per_output
+    ops_model.output(x)
+    spent = {}
+    for _ in range(repeats):
+        values = {ops_model.input_tensor.index: ops_model.quantize_input(x)}
+        for op, step in zip(ops_model.tflite.operators, ops_model._steps):
+            t = time.perf_counter()
+            values[op.outputs[0]] = step(values).astype(tensors[op.outputs[0]].dtype, copy=False)
+            spent[names[op.index]] = spent.get(names[op.index], 0.0) + time.perf_counter() - t
+    _print_layer_profile(f"{case} ({rounding}), engine='ops'", spent, macs, repeats)
+    fast = load_integer(path, rounding)
+    ex = fast._executor
+    xf = np.ascontiguousarray(x, np.float32)
+    plan = ex.plan(*fast.input_size)
+    macs["logits"] = macs.get(names[fast._chain.logits.index], 0) if fast._chain.logits is not None else 0
+
+    def label(layer):   # executor layer "op12" -> the op's endpoint name
+        return names[int(layer[2:])] if layer.startswith("op") and layer[2:].isdigit() else layer
+
+    macs.update({f"op{k}": macs[names[k]] for k in names if names[k] in macs})
+    _print_stage_profile(f"{case} ({rounding}), engine='numba' (fast executor)", plan,
+                         lambda cycles: ex._call(xf, plan, ex._head, False, cycles), repeats, macs, label)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"of {', '.join([*CASES, *INTEGER_CASES])}")
     p.add_argument("--batch", default="1,32")
     p.add_argument("--threads", default="1")
     p.add_argument("--repeats", type=int, default=30)
@@ -285,15 +380,21 @@ def main():
     if not args.no_peers:
         configure_tensorflow(thread_counts[0])
     results = []
-    print(f"{'case':<12}{'batch':>6}{'thr':>4}{'ours ms':>10}  " + "  ".join(
-        f"{n:>22}" for n in ("tflite_xnnpack", "onnxruntime", "tensorflow")))
+    print("ms = median of the interleaved runs; (ratio) = mobilenet_np / peer, below 1 = we are faster")
+    print(f"{'case':<18}{'batch':>6}{'thr':>4}{'ours ms':>10}  peers")
     for case in args.cases.split(","):
         for batch in map(int, args.batch.split(",")):
             for threads in thread_counts:
-                r = bench_case(case, batch, threads, args.repeats, not args.no_peers)
+                if case in INTEGER_CASES:
+                    r = bench_integer_case(case, batch, threads, args.repeats, not args.no_peers)
+                else:
+                    r = bench_case(case, batch, threads, args.repeats, not args.no_peers)
                 results.append(r)
-                peers = "  ".join(f"{r['median_ms'][n]:>9.2f} ms ({r['ratio'][n]:>5.2f}x)" for n in r["ratio"])
-                print(f"{case:<12}{batch:>6}{threads:>4}{r['median_ms']['mobilenet_np']:>10.2f}  {peers}", flush=True)
+                peers = "  ".join(f"{n} {r['median_ms'][n]:.2f} ({r['ratio'][n]:.2f}x)" for n in r["ratio"])
+                print(f"{case:<18}{batch:>6}{threads:>4}{r['median_ms']['mobilenet_np']:>10.2f}  {peers}", flush=True)
+                if case in INTEGER_CASES:
+                    print(f"{'':<28}{r['median_ms']['mobilenet_np_reference']:>10.2f}  (ours, rounding='reference', "
+                          "against tflite_reference)", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

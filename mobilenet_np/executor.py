@@ -106,6 +106,7 @@ class FastExecutor:
         self.architecture = architecture
         self.threads = int(threads)
         params = _Params()
+        self._input_map = params.add(self.input_map())
         self._layers = []     # (layer, dict of parameter offsets)
         for layer, w, bias, bn in steps:
             if bn is not None:
@@ -125,14 +126,29 @@ class FastExecutor:
             else:   # pointwise, logits: [Cin, Cout]
                 off = params.add(pack_gemm(_pad_to(w, (cin, cout))))
             self._layers.append((layer, dict(w=off, b=b, cin=cin, cout=cout)))
+        self._quantize(params)
         self.params = params.buffer()
         layer, p = self._layers[-1]
-        self._head = np.array([p["w"], p["b"], p["cin"], p["cout"]], np.int64) if layer.op == "logits" else None
-        self._no_head = np.zeros(4, np.int64)
+        self._head = np.array([p["w"], p["b"], p["cin"], p["cout"], self._requant.get(layer.name, -1)], np.int64) \
+            if layer.op == "logits" else None
+        self._no_head = np.array([0, 0, 0, 0, -1], np.int64)
         self._no_cycles = np.zeros(0, np.int64)
         self._plans = {}
         self._arenas = {}
         self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ hooks
+    # (the integer executor, mobilenet_np.integer_executor, overrides these)
+    def input_map(self):
+        """``(scale, offset, lo, hi)`` of the input stage: ``x -> scale x + offset``, valid in [lo, hi]."""
+        return (2.0, -1.0, 0.0, 1.0)
+
+    def _quantize(self, params):
+        """Add integer requantization data (float models: none): sets ``qparams`` (int64 records),
+        ``_requant`` ({layer name: record offset}), ``_add`` ({name of a block's last layer: ADD record}) and
+        ``_pool_record`` (-1: a float pool)."""
+        self.qparams = np.zeros(1, np.int64)
+        self._requant, self._add, self._pool_record = {}, {}, -1
 
     # ------------------------------------------------------------------------------------------ planning
     def plan(self, height, width, record=False):
@@ -169,7 +185,8 @@ class FastExecutor:
             """All rows in one step for small maps (one GEMM, weights streamed once), else one at a time."""
             return h if h * w <= WHOLE_MAP_PIXELS else 1
 
-        cur = add(_Stage(fused.ST_INPUT, _Tensor(height, width, 3, 1)))
+        q = lambda layer: self._requant.get(layer.name, -1)   # noqa: E731
+        cur = add(_Stage(fused.ST_INPUT, _Tensor(height, width, 3, 1), W1=self._input_map))
         cur.producer.names = ["input"]
         i = 0
         while i < len(layers):
@@ -179,21 +196,21 @@ class FastExecutor:
                 ow, left, _ = same_padding(cur.w, layer.kernel, layer.stride)
                 out = _Tensor(oh, ow, p["cout"], int(feeds_depthwise(i + 1)))
                 cur = add(_Stage(fused.ST_CONV, out, [(cur, "conv")], layer.stride, top, layer.kernel,
-                                 PAD_L=left, W1=p["w"], B1=p["b"], RELU1=layer.relu6,
+                                 PAD_L=left, W1=p["w"], B1=p["b"], RELU1=layer.relu6, Q1=q(layer),
                                  REC1=rec(layer.name, out, layer.out_channels), CR1=layer.out_channels))
                 cur.producer.names = [layer.name]
                 i += 1
             elif layer.op == "pointwise" and feeds_depthwise(i + 1):      # V2's expand
                 out = _Tensor(cur.h, cur.w, p["cout"], 1)
                 cur = add(_Stage(fused.ST_EXPAND, out, [(cur, "same")], group=group(out.h, out.w),
-                                 W1=p["w"], B1=p["b"], RELU1=layer.relu6,
+                                 W1=p["w"], B1=p["b"], RELU1=layer.relu6, Q1=q(layer),
                                  REC1=rec(layer.name, out, layer.out_channels), CR1=layer.out_channels))
                 cur.producer.names = [layer.name]
                 i += 1
             elif layer.op == "pointwise":                                 # on its own (V2's Conv_1)
                 out = _Tensor(cur.h, cur.w, p["cout"], int(feeds_depthwise(i + 1)))
                 cur = add(_Stage(fused.ST_PW, out, [(cur, "same")], group=group(out.h, out.w),
-                                 W1=p["w"], B1=p["b"], RELU1=layer.relu6,
+                                 W1=p["w"], B1=p["b"], RELU1=layer.relu6, Q1=q(layer),
                                  REC1=rec(layer.name, out, layer.out_channels), CR1=layer.out_channels))
                 cur.producer.names = [layer.name]
                 i += 1
@@ -219,12 +236,14 @@ class FastExecutor:
                 stage = _Stage(fused.ST_DWPW, out, inputs, dw.stride, top, 3, group(oh, ow), PAD_L=left,
                                W1=pdw["w"], B1=pdw["b"], RELU1=dw.relu6, W2=ppw["w"], B2=ppw["b"],
                                RELU2=pw.relu6, REC1=dw_rec, REC2=pw_rec, REC3=block_rec,
+                               Q1=q(dw), Q2=q(pw), Q3=self._add.get(pw.name, -1),
                                CR1=dw.out_channels, CR2=pw.out_channels)
                 stage.residual = block_input
                 stage.names = [dw.name, pw.name]
                 cur = add(stage)
                 i += 2
-        add(_Stage(fused.ST_POOL, _Tensor(1, 1, cur.c, 0), [(cur, "same")])).producer.names = ["pool"]
+        add(_Stage(fused.ST_POOL, _Tensor(1, 1, cur.c, 0), [(cur, "same")],
+                   Q1=self._pool_record)).producer.names = ["pool"]
         stages[-1].out.h = cur.h      # the pool "produces" one step per input row
         return stages, cur.c, ends, ends_size
 
@@ -327,24 +346,10 @@ class FastExecutor:
         x = np.ascontiguousarray(x, dtype=np.float32)
         n = x.shape[0]
         plan = self.plan(x.shape[1], x.shape[2], record)
-        pooled = np.empty(n * plan.features, np.float32)
-        ends = np.empty(max(n * plan.ends_size, 1), np.float32)
         if logits and self._head is None:
             raise ValueError("this model has no logits layer")
         head = self._head if logits else self._no_head
-        out = np.empty(max(n * head[3], 1), np.float32)
-        threads = 1 if cycles is not None else max(1, min(self.threads, n))
-        bad = np.zeros(n, np.int64)
-        with self._lock:    # the arenas are shared state
-            arena, acc = self._buffers(plan, threads)
-            if threads == 1:
-                fused.forward(x, plan.stages, plan.tensors, plan.schedule, self.params, arena[0], acc[0],
-                              pooled, ends, record, head, out, self._no_cycles if cycles is None else cycles, bad)
-            else:
-                fused.forward_parallel(x, plan.stages, plan.tensors, plan.schedule, self.params, arena, acc,
-                                       pooled, ends, record, head, out, self._no_cycles, bad)
-        if bad.any():
-            check_values(x)      # raises InputError naming the problem
+        pooled, out, ends = self._call(x, plan, head, record, cycles)
         features = np.ascontiguousarray(pooled.reshape(n, plan.features)[:, :self.architecture.num_features])
         z = np.ascontiguousarray(out[:n * head[3]].reshape(n, head[3])[:, :self.architecture.num_classes]) \
             if logits else None
@@ -356,12 +361,34 @@ class FastExecutor:
             endpoints[name] = ends[n * offset:n * (offset + size)].reshape(n, *shape)
         return features, z, endpoints
 
+    def _call(self, x, plan, head, record, cycles):
+        """One compiled call for the batch ``x`` (float32, C-contiguous): ``(pooled, logits, endpoints)`` as flat
+        float32 buffers. Refuses images with values outside the input stage's range."""
+        n = x.shape[0]
+        pooled = np.empty(n * plan.features, np.float32)
+        ends = np.empty(max(n * plan.ends_size, 1), np.float32)
+        out = np.empty(max(n * head[3], 1), np.float32)
+        threads = 1 if cycles is not None else max(1, min(self.threads, n))
+        bad = np.zeros(n, np.int64)
+        with self._lock:    # the arenas are shared state
+            arena, acc = self._buffers(plan, threads)
+            if threads == 1:
+                fused.forward(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams, arena[0],
+                              acc[0], pooled, ends, record, head, out, self._no_cycles if cycles is None else cycles,
+                              bad)
+            else:
+                fused.forward_parallel(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams,
+                                       arena, acc, pooled, ends, record, head, out, self._no_cycles, bad)
+        if bad.any():
+            check_values(x)      # raises InputError naming the problem
+        return pooled, out, ends
+
     def logits(self, features):
         """``features @ W + b`` of the logits layer, ``[N, num_classes]``."""
         if self._head is None:
             raise ValueError("this model has no logits layer")
         n = features.shape[0]
-        w, b, cin, cout = self._head
+        w, b, cin, cout = self._head[:4]
         f = np.zeros((n, cin), np.float32)
         f[:, :features.shape[1]] = features
         out = np.empty(max(n, 1) * cout, np.float32)

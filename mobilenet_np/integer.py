@@ -50,6 +50,7 @@ import os
 import numpy as np
 
 from .errors import InputError, UnsupportedFormatError
+from .integer_executor import IntegerExecutor, NotAChain, finish, read_chain
 from .kernels import integer_fixedpoint as FP
 from .kernels import integer_ops as IO
 from .kernels import kernel_set
@@ -76,12 +77,14 @@ class IntegerModel:
     """Runs a parsed ``.tflite`` (:class:`weights_tools.tflite.TFLiteModel`) bit for bit like TFLite.
 
     ``rounding``: ``"reference"`` (BUILTIN_REF kernels, default) or ``"xnnpack"`` (the default interpreter);
-    ``engine``: ``"numba"`` or ``"numpy"`` (the readable twins); ``float_input``: ``"pixels"`` or ``"real"``.
+    ``engine``: ``"numba"`` (the fast executor when the model fits it, see :attr:`fast_path`; else the per-op
+    kernels), ``"ops"`` (always the per-op Numba kernels) or ``"numpy"`` (the readable twins);
+    ``float_input``: ``"pixels"`` or ``"real"``; ``threads``: images run in parallel on the fast executor.
     """
 
-    def __init__(self, tflite, rounding="reference", *, engine="numba", float_input="pixels"):
-        if engine not in ("numba", "numpy"):
-            raise ValueError(f"engine must be 'numba' or 'numpy', got {engine!r}")
+    def __init__(self, tflite, rounding="reference", *, engine="numba", float_input="pixels", threads=1):
+        if engine not in ("numba", "ops", "numpy"):
+            raise ValueError(f"engine must be 'numba', 'ops' or 'numpy', got {engine!r}")
         if float_input not in FLOAT_INPUT_RULES:
             raise ValueError(f"float_input must be one of {FLOAT_INPUT_RULES}, got {float_input!r}")
         self.tflite = tflite
@@ -89,7 +92,7 @@ class IntegerModel:
         self._mode = FP.rounding_code(rounding)
         self.engine = engine
         self.float_input = float_input
-        self._k = kernel_set(engine)
+        self._k = kernel_set("numpy" if engine == "numpy" else "numba")
         src = os.path.basename(tflite.source)
         if len(tflite.inputs) != 1 or not tflite.outputs:
             raise UnsupportedFormatError(f"{src}: expected one input tensor and at least one output, found "
@@ -114,6 +117,16 @@ class IntegerModel:
                 raise UnsupportedFormatError(f"{src}: operator {op.index} ({op.name}) cannot be prepared: "
                                              f"{type(exc).__name__}: {exc}") from None
         self.endpoint_names = self._endpoint_names()
+        self._chain = self._executor = None
+        self.fast_path = "off (engine=%r)" % engine
+        if engine == "numba":
+            try:
+                self._chain = read_chain(self)
+                self._executor = IntegerExecutor(self._chain, threads)
+                self.fast_path = "fast executor"
+            except NotAChain as exc:
+                self._chain = None
+                self.fast_path = f"per-op kernels: {exc}"
 
     def _check_wiring(self):
         """Every computed input of every op (the first; both for ADD) is the model input or an earlier output."""
@@ -458,6 +471,15 @@ class IntegerModel:
             values[out.index] = y.astype(out.dtype, copy=False) if out.dtype is not None else y
         return values
 
+    def _values(self, images):
+        """The tensors the outputs need (``run``'s dict; on the fast executor only the pool and later ones)."""
+        if self._executor is None:
+            return self.run(images)
+        q = self.quantize_input(images)
+        if q.dtype == np.float32:
+            return self.run(images)
+        return finish(self._chain, self._executor, self, q)
+
     def endpoints(self, images):
         """``{slim endpoint name: integer tensor}`` for every op output, plus ``"output"`` (see module doc).
 
@@ -487,12 +509,12 @@ class IntegerModel:
 
     def output(self, images, batch_size=DEFAULT_BATCH_SIZE):
         """The output tensor as TFLite returns it (uint8/int8/float32), ``[N, ...]``."""
-        return self._batched(images, batch_size, lambda x: self.run(x)[self.output_tensor.index])
+        return self._batched(images, batch_size, lambda x: self._values(x)[self.output_tensor.index])
 
     def classify(self, images, batch_size=DEFAULT_BATCH_SIZE):
         """The dequantized output ``[N, classes]`` — softmax probabilities (or logits, if the model ends there)."""
         t = self.output_tensor
-        return self._batched(images, batch_size, lambda x: self._dequantized(t, self.run(x)[t.index]))
+        return self._batched(images, batch_size, lambda x: self._dequantized(t, self._values(x)[t.index]))
 
     def predictions(self, images, batch_size=DEFAULT_BATCH_SIZE):
         """Class probabilities ``[N, classes]``: the dequantized softmax output, or the softmax of the dequantized
@@ -515,7 +537,7 @@ class IntegerModel:
         t = self.feature_tensor
 
         def fn(x):
-            q = self.run(x)[t.index]
+            q = self._values(x)[t.index]
             return self._dequantized(t, q).reshape(len(q), -1)
         return self._batched(images, batch_size, fn)
 
@@ -533,8 +555,8 @@ class IntegerModel:
                 f"engine={self.engine!r})")
 
 
-def load_integer(path, rounding="reference", *, engine="numba", float_input="pixels"):
+def load_integer(path, rounding="reference", *, engine="numba", float_input="pixels", threads=1):
     """Read a ``.tflite`` file (TF-free reader) and return an :class:`IntegerModel`."""
     from weights_tools.tflite import read_tflite
 
-    return IntegerModel(read_tflite(path), rounding, engine=engine, float_input=float_input)
+    return IntegerModel(read_tflite(path), rounding, engine=engine, float_input=float_input, threads=threads)

@@ -118,28 +118,34 @@ def test_threads_give_identical_results():
         fast.threads = 0
 
 
+def check_arena_bounds(ex, images, record):
+    """Run ``images`` through executor ``ex`` with guard zones around the arena and the outputs: nothing may be
+    written outside them, nor to the parameters."""
+    n = len(images)
+    plan = ex.plan(images.shape[1], images.shape[2], record)
+    guard = 4096
+    arena = np.full(plan.arena_size + 2 * guard, 7.0, np.float32)
+    inner = arena[guard:guard + plan.arena_size]
+    inner[:] = 0.0
+    acc = np.zeros(plan.features, np.float64)
+    pooled = np.full(n * plan.features + guard, 7.0, np.float32)
+    ends = np.full(max(n * plan.ends_size, 1) + guard, 7.0, np.float32)
+    params, qparams = ex.params.copy(), ex.qparams.copy()
+    fused.forward(images, plan.stages, plan.tensors, plan.schedule, ex.params, ex.qparams, inner, acc, pooled, ends,
+                  record, np.array([0, 0, 0, 0, -1], np.int64), pooled, np.zeros(0, np.int64), np.zeros(n, np.int64))
+    assert np.all(arena[:guard] == 7.0) and np.all(arena[-guard:] == 7.0)
+    assert np.all(pooled[n * plan.features:] == 7.0)
+    assert np.all(ends[max(n * plan.ends_size, 1):] == 7.0)
+    assert np.array_equal(ex.params, params) and np.array_equal(ex.qparams, qparams)
+    if record:
+        assert not np.any(ends[:n * plan.ends_size] == 7.0)   # every endpoint value written
+
+
 def test_no_writes_outside_the_arena_and_parameters_unchanged():
     fast, _ = _pair("v2", 0.35)
-    ex = fast.executor
     images = np.ascontiguousarray(random_images(2, 45, 61, seed=7))
     for record in (False, True):
-        plan = ex.plan(45, 61, record)
-        guard = 4096
-        arena = np.full(plan.arena_size + 2 * guard, 7.0, np.float32)
-        inner = arena[guard:guard + plan.arena_size]
-        inner[:] = 0.0
-        acc = np.zeros(plan.features, np.float64)
-        pooled = np.full(2 * plan.features + guard, 7.0, np.float32)
-        ends = np.full(max(2 * plan.ends_size, 1) + guard, 7.0, np.float32)
-        params = ex.params.copy()
-        fused.forward(images, plan.stages, plan.tensors, plan.schedule, ex.params, inner, acc, pooled, ends, record,
-                      np.zeros(4, np.int64), pooled, np.zeros(0, np.int64), np.zeros(2, np.int64))
-        assert np.all(arena[:guard] == 7.0) and np.all(arena[-guard:] == 7.0)
-        assert np.all(pooled[2 * plan.features:] == 7.0)
-        assert np.all(ends[max(2 * plan.ends_size, 1):] == 7.0)
-        assert np.array_equal(ex.params, params)
-        if record:
-            assert not np.any(ends[:2 * plan.ends_size] == 7.0)   # every endpoint value written
+        check_arena_bounds(fast.executor, images, record)
 
 
 def test_schedule_keeps_few_rows_and_makes_every_row_once():

@@ -87,9 +87,14 @@ def compare_with_tflite(model, interpreter, images):
     """Run ``images`` through our model as one batch and through TFLite one at a time; compare every op output
     (``TOLERANCES["integer_vs_tflite"]``: exact).
 
+    The model's ``output`` and ``features`` (the fast executor, when the model runs on it) are compared too:
+    they count as two more tensors.
+
     Returns ``(tensors per image, elements, mismatches, first mismatches)``.
     """
     values = model.run(images)
+    fast = {model.output_tensor.index: model.output(images),
+            model.feature_tensor.index: model._values(images)[model.feature_tensor.index]}
     inp = interpreter.get_input_details()[0]["index"]
     outputs = [i for op in model.tflite.operators for i in op.outputs]
     elements = mismatches = 0
@@ -97,6 +102,13 @@ def compare_with_tflite(model, interpreter, images):
     for k in range(len(images)):
         interpreter.set_tensor(inp, images[k:k + 1])
         interpreter.invoke()
+        for i, v in fast.items():
+            ref = interpreter.get_tensor(i)
+            bad = int(np.count_nonzero(v[k:k + 1] != ref))
+            elements += ref.size
+            mismatches += bad
+            if bad and len(first) < 5:
+                first.append(f"image {k} {model.endpoint_names[i]} ({model.fast_path}): {bad} of {ref.size} differ")
         for i in outputs:
             ref = interpreter.get_tensor(i)
             ours = values[i][k:k + 1]
@@ -107,7 +119,7 @@ def compare_with_tflite(model, interpreter, images):
             if bad and len(first) < 5:
                 d = np.abs(ours.astype(np.int64) - ref.astype(np.int64))
                 first.append(f"image {k} {model.endpoint_names[i]}: {bad} of {ref.size} differ, max {d.max()} LSB")
-    return len(outputs), elements, mismatches, first
+    return len(outputs) + len(fast), elements, mismatches, first
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +307,8 @@ def test_fixture_models_bit_exact(rel, rounding, report):
     tensors, elements, mismatches, first = compare_with_tflite(model, _interpreter(path, rounding), images)
     report.append((os.path.basename(rel), rounding, len(images), tensors, elements, mismatches))
     assert mismatches == 0, "; ".join(first)
-    assert tensors == len(model.tflite.operators)
+    assert tensors == len(model.tflite.operators) + 2
+    assert model.fast_path == "fast executor"
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +365,7 @@ def test_int8_per_channel_model(int8_model, report):
     images = _int8_images()
     for rounding in ("reference", "xnnpack"):
         model = IntegerModel(tfl, rounding)
+        assert model.fast_path == "fast executor"        # QUANTIZE uint8 -> int8 first, FULLY_CONNECTED logits
         tensors, elements, mismatches, first = compare_with_tflite(model, _interpreter(int8_model, rounding), images)
         report.append(("keras_mobilenet_v2_0.35_96_int8.tflite", rounding, len(images), tensors, elements, mismatches))
         assert mismatches == 0, "; ".join(first)

@@ -39,6 +39,8 @@ increments on every call cost 15 % of the run time.
 import numpy as np
 from numba import njit, prange
 
+from .integer_fixedpoint import requantize_one, xnnpack_centered
+from .integer_ops import add_one, add_xnnpack_one, mean_from_sum, rounded_mean
 from .simd import (clamp6, cycle_counter, fma, load_like, load_row16, load_row8, load_rows_like, offsets,
                    offsets2d_like, offsets_like, run_offsets, store, tile_add, tile_clamp6, tile_dot_rows, tile_fma,
                    tile_init, tile_store)
@@ -66,8 +68,12 @@ ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
 # (per image, times N) into the endpoint buffer, -1 = not recorded; CR* the real (unpadded) channel counts;
 # GROUP the number of output rows one schedule step makes (1, or all rows: one GEMM over a small map, so its
 # weights stream through once rather than once per row). Schedule rows: (stage, first row, rows).
+# Q1/Q2/Q3: offsets of integer requantization records in ``qprm`` (-1: a float layer; see :func:`requant_run`)
+# for the stage's first layer, its second (the pointwise of depthwise -> pointwise) and its residual ADD; for
+# the input stage W1 is the offset of its map ``(a, b, lo, hi)``: value ``a x + b``, valid for lo <= x <= hi;
+# for the pool, Q1 >= 0 is the record of an integer pool (see :func:`pool_finish`).
 (OP, TIN, TOUT, TRES, STRIDE, PAD_T, PAD_L, K, W1, B1, RELU1, W2, B2, RELU2, SCRATCH,
- REC1, REC2, REC3, CR1, CR2, GROUP, NCOLS) = range(22)
+ REC1, REC2, REC3, CR1, CR2, GROUP, Q1, Q2, Q3, NCOLS) = range(25)
 # Tensor columns: arena offset, rows kept (a ring; = H when all are), floats per stored row, border (0/1:
 # one zero pixel left and right, zero rows above and below), height, width, channels (padded).
 T_BASE, T_RING, T_ROWLEN, T_BORDER, T_H, T_W, T_C, T_NCOLS = range(8)
@@ -336,24 +342,96 @@ def _record(a, src, npx, cpad, ends, e_off, creal):
             ends[np.uint64(e_off + p * creal + ch)] = a[np.uint64(src + p * cpad + ch)]
 
 
+# ------------------------------------------------------------------------------------------ integer epilogues
+# The integer models (mobilenet_np.integer_executor) run on these same kernels: a tensor holds its integers
+# minus their zero point (``q - z``, exact in float32), weights are ``q_w - z_w``, biases the int32 biases, so
+# every product and partial sum is an integer; the loader checks that no partial sum can reach 2**24, below which
+# float32 arithmetic is exact in any order. The accumulators a layer stores are then the exact int32 sums, and
+# these passes turn them into the next tensor's ``q - z``, by the formulas of integer_fixedpoint / integer_ops.
+# qprm records (int64): requantization ``[mode, z_y, act_min, act_max, fscale offset in prm, C, qm[C],
+# shift[C]]``; residual ADD ``[mode, z_y, act_min, act_max, a_mult, b_mult, shift]`` (XNNPACK, mode 1) or
+# ``[mode, z_y, act_min, act_max, qa, sa, qb, sb, qo, so]`` (reference, mode 0).
+@njit(cache=True, _nrt=False)
+def requant_run(a, start, npx, c, prm, qprm, q):
+    """``a[start + p*c + ch]``: exact accumulator -> ``q_y - z_y`` for ``npx`` pixels of ``c`` channels."""
+    mode, zy, lo, hi, fs = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3], qprm[q + 4]
+    qm, sh = q + 6, q + 6 + qprm[q + 5]
+    if mode == 1:      # XNNPACK, float32 throughout: a loop LLVM vectorizes
+        flo, fhi = np.float32(lo - zy), np.float32(hi - zy)
+        for p in range(npx):
+            base = start + p * c
+            for ch in range(c):
+                i = np.uint64(base + ch)
+                a[i] = xnnpack_centered(a[i], prm[np.uint64(fs + ch)], flo, fhi)
+        return
+    for p in range(npx):
+        base = start + p * c
+        for ch in range(c):
+            i = np.uint64(base + ch)
+            v = requantize_one(np.int64(a[i]), qprm[np.uint64(qm + ch)], qprm[np.uint64(sh + ch)],
+                               prm[np.uint64(fs + ch)], zy, lo, hi, mode)
+            a[i] = np.float32(v - zy)
+
+
+@njit(cache=True, _nrt=False)
+def add_run(a, start, res, count, qprm, q):
+    """``a[start + i] = ADD(a[start + i], a[res + i]) - z_y`` for ``count`` values (both inputs ``q - z``)."""
+    mode, zy, lo, hi = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3]
+    for i in range(count):
+        da, db = np.int64(a[np.uint64(start + i)]), np.int64(a[np.uint64(res + i)])
+        if mode == 1:
+            v = add_xnnpack_one(da, db, qprm[q + 4], qprm[q + 5], qprm[q + 6]) + zy
+        else:
+            v = add_one(da, db, qprm[q + 4], qprm[q + 5], qprm[q + 6], qprm[q + 7], qprm[q + 8], qprm[q + 9],
+                        np.int64(20)) + zy
+        a[np.uint64(start + i)] = np.float32(min(max(v, lo), hi) - zy)
+
+
+@njit(cache=True, _nrt=False)
+def pool_finish(s, prm, qprm, q):
+    """The integer global pool's output minus its zero point, from the exact sum ``s`` of ``q - z_in``; record
+    ``[kind, mode, count, z_in, z_out, act_min, act_max, qm, shift, fscale offset]``, kind 0 = AVERAGE_POOL_2D
+    (``z_out = z_in``; the mean of the integers themselves), 1 = MEAN."""
+    kind, mode, count, zin, zout, lo, hi = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3], qprm[q + 4], \
+        qprm[q + 5], qprm[q + 6]
+    si = np.int64(s)
+    if kind == 0:
+        v = rounded_mean(si + count * zin, count)
+    else:
+        v = mean_from_sum(si, qprm[q + 7], qprm[q + 8], prm[qprm[q + 9]], mode) + zout
+    return np.float32(min(max(v, lo), hi) - zout)
+
+
+@njit(cache=True, _nrt=False)
+def _requant_rows(t, to, a, i, rows, prm, qprm, q):
+    """Requantize output rows ``i`` to ``i + rows - 1`` of tensor ``to`` (each row on its own: a ring may wrap and
+    bordered rows have border pixels that must stay zero)."""
+    for r in range(i, i + rows):
+        requant_run(a, _row(t, to, r), t[to, T_W], t[to, T_C], prm, qprm, q)
+
+
 # ------------------------------------------------------------------------------------------ one row of a stage
 @njit(cache=True, _nrt=False)
-def _input_row(st, k, t, xf, h, w, n, r, a):
-    """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``), mapped from [0, 1] to [-1, 1]; returns how
-    many of its values are not in [0, 1] (NaN and infinities included), so the caller can refuse the image."""
+def _input_row(st, k, t, xf, h, w, n, r, a, prm):
+    """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``), mapped by ``(scale, offset, lo, hi)`` at
+    ``prm[W1]``: ``v -> scale v + offset`` (float models: [0, 1] -> [-1, 1]; integer ones: ``q -> q - z``).
+    Returns how many of its values are not in [lo, hi] (NaN and infinities included), so the caller can refuse
+    the image."""
     src = (n * h + r) * w * 3
     dst = _row(t, st[k, TOUT], r)
+    m = st[k, W1]
+    scale, offset, lo, hi = prm[m], prm[m + 1], prm[m + 2], prm[m + 3]
     bad = np.int32(0)
     for q in range(w * 3):
         v = xf[np.uint64(src + q)]
-        if not ((v >= np.float32(0.0)) & (v <= np.float32(1.0))):   # NaN fails both
+        if not ((v >= lo) & (v <= hi)):   # NaN fails both
             bad += np.int32(1)
-        a[np.uint64(dst + q)] = v * np.float32(2.0) - np.float32(1.0)
+        a[np.uint64(dst + q)] = v * scale + offset
     return np.int64(bad)
 
 
 @njit(cache=True, _nrt=False)
-def _conv_row(st, k, t, a, prm, i):
+def _conv_row(st, k, t, a, prm, qprm, i):
     """Row ``i`` of a full KxK convolution (the stem): a GEMM over its K*K*Cin taps."""
     Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
     ti, to = st[k, TIN], st[k, TOUT]
@@ -366,10 +444,12 @@ def _conv_row(st, k, t, a, prm, i):
     cout, ow = t[to, T_C], t[to, T_W]
     gemm(a, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, st[k, W1], st[k, B1], cout,
          st[k, RELU1] != 0, a, _row(t, to, i), cout, ow, Z, NO, Z, Z)
+    if st[k, Q1] >= 0:
+        _requant_rows(t, to, a, i, 1, prm, qprm, st[k, Q1])
 
 
 @njit(cache=True, _nrt=False)
-def _pw_rows(st, k, t, a, prm, i, rows):
+def _pw_rows(st, k, t, a, prm, qprm, i, rows):
     """Rows ``i`` to ``i + rows - 1`` of a pointwise layer (V2's expand, or a pointwise layer on its own) as one
     GEMM; the input rows are one contiguous run (a borderless tensor whose ring holds them in order)."""
     Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
@@ -377,13 +457,15 @@ def _pw_rows(st, k, t, a, prm, i, rows):
     cin, cout, w = t[ti, T_C], t[to, T_C], t[to, T_W]
     gemm(a, _row(t, ti, i), Z, Z, Z + 1, cin, cin, rows * w, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0,
          a, _row(t, to, i), cout, w, t[to, T_ROWLEN], NO, Z, Z)
+    if st[k, Q1] >= 0:
+        _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q1])
 
 
 @njit(cache=True, _nrt=False)
-def _dwpw_rows(st, k, t, a, prm, i, rows, fuse_residual):
+def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual):
     """Rows ``i`` to ``i + rows - 1`` of depthwise -> pointwise [+ residual]: the depthwise rows into the
     scratch rows, then one pointwise GEMM from there (adding the residual in its epilogue when
-    ``fuse_residual``)."""
+    ``fuse_residual``; integer layers requantize after each kernel and add the residual by their ADD)."""
     Z = np.int64(0)   # typed, not a literal: one compiled version of gemm for every caller
     ti, to, tr = st[k, TIN], st[k, TOUT], st[k, TRES]
     c, stride, cout, ow = t[ti, T_C], st[k, STRIDE], t[to, T_C], t[to, T_W]
@@ -394,15 +476,23 @@ def _dwpw_rows(st, k, t, a, prm, i, rows, fuse_residual):
         dw_row(a, _padded_row(t, ti, top) + col, _padded_row(t, ti, top + 1) + col,
                _padded_row(t, ti, top + 2) + col, c, stride, ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0,
                a, scratch + r * ow * c, c)
-    res = fuse_residual and tr >= 0
+    if st[k, Q1] >= 0:
+        requant_run(a, scratch, rows * ow, c, prm, qprm, st[k, Q1])
+    integer = st[k, Q2] >= 0
+    res = fuse_residual and tr >= 0 and not integer
     gemm(a, scratch, Z, Z, Z + 1, c, c, rows * ow, prm, st[k, W2], st[k, B2], cout, st[k, RELU2] != 0,
          a, _row(t, to, i), cout, ow, t[to, T_ROWLEN], res, _row(t, tr, i) if res else Z, cout)
+    if integer:
+        _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q2])
+        if tr >= 0:
+            for r in range(i, i + rows):
+                add_run(a, _row(t, to, r), _row(t, tr, r), ow * cout, qprm, st[k, Q3])
 
 
 @njit(cache=True, _nrt=False)
-def _pool_row(st, k, t, a, i, acc, pooled, n):
+def _pool_row(st, k, t, a, prm, qprm, i, acc, pooled, n):
     """Add row ``i`` to the float64 sums; after the last row, ``pooled[n] = sums / (H W)`` (global average
-    pool, summed like :func:`mobilenet_np.kernels.global_avg_pool`)."""
+    pool, summed like :func:`mobilenet_np.kernels.global_avg_pool`), or an integer pool's output."""
     ti = st[k, TIN]
     h, w, c = t[ti, T_H], t[ti, T_W], t[ti, T_C]
     if i == 0:
@@ -412,8 +502,10 @@ def _pool_row(st, k, t, a, i, acc, pooled, n):
         for ch in range(c):
             acc[np.uint64(ch)] += a[np.uint64(base + p * c + ch)]
     if i == h - 1:
+        q = st[k, Q1]
         for ch in range(c):
-            pooled[np.uint64(n * c + ch)] = acc[np.uint64(ch)] / (h * w)
+            s = acc[np.uint64(ch)]
+            pooled[np.uint64(n * c + ch)] = s / (h * w) if q < 0 else pool_finish(s, prm, qprm, q)
 
 
 @njit(cache=True, _nrt=False)
@@ -445,7 +537,7 @@ def _record_rows(st, k, t, a, i, n, nimg, ends):
 
 # ------------------------------------------------------------------------------------------ the interpreter
 @njit(cache=True, _nrt=False)
-def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, a, acc, pooled, ends, record, cycles):
+def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, pooled, ends, record, cycles):
     """Every (stage, first row, rows) step of ``schedule`` for image ``n`` of the flat batch ``xf``
     [nimg, h, w, 3]; pooled features to ``pooled[n]``. A non-empty ``cycles`` [stages] adds up the CPU cycles
     each stage takes (the profile). Returns the number of input values outside [0, 1] (or NaN)."""
@@ -459,15 +551,15 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, a, acc, pooled,
         if profile:
             start = cycle_counter()
         if op == ST_DWPW:
-            _dwpw_rows(stages, k, tensors, a, prm, i, rows, not record)
+            _dwpw_rows(stages, k, tensors, a, prm, qprm, i, rows, not record)
         elif op == ST_EXPAND or op == ST_PW:
-            _pw_rows(stages, k, tensors, a, prm, i, rows)
+            _pw_rows(stages, k, tensors, a, prm, qprm, i, rows)
         elif op == ST_CONV:
-            _conv_row(stages, k, tensors, a, prm, i)
+            _conv_row(stages, k, tensors, a, prm, qprm, i)
         elif op == ST_INPUT:
-            bad += _input_row(stages, k, tensors, xf, h, w, n, i, a)
+            bad += _input_row(stages, k, tensors, xf, h, w, n, i, a, prm)
         elif op == ST_POOL:
-            _pool_row(stages, k, tensors, a, i, acc, pooled, n)
+            _pool_row(stages, k, tensors, a, prm, qprm, i, acc, pooled, n)
         if record and op != ST_INPUT and op != ST_POOL:
             for r in range(i, i + rows):
                 _record_rows(stages, k, tensors, a, r, n, nimg, ends)
@@ -477,27 +569,29 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, a, acc, pooled,
 
 
 @njit(cache=True, _nrt=False)
-def forward(x, stages, tensors, schedule, prm, arena, acc, pooled, ends, record, head, logits, cycles, bad):
+def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record, head, logits, cycles, bad):
     """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1]) one after another in one arena;
     pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into ``ends``. When
     ``head`` = (weights, biases, C, classes) offsets and padded sizes of the logits layer has classes > 0,
-    the logits [N, classes] go to the flat ``logits``. ``cycles``: see :func:`run_image` (the logits are
+    the logits [N, classes] go to the flat ``logits`` (requantized by record ``head[4]`` when that is >= 0). ``cycles``: see :func:`run_image` (the logits are
     counted as one more stage, the last entry). ``bad[n]``: how many values of image n are outside [0, 1]."""
     nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
     xf = x.reshape(x.size)
     for n in range(nimg):
-        bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, arena, acc, pooled, ends, record,
-                           cycles)
+        bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends,
+                           record, cycles)
     if head[3] > 0 and nimg > 0:
         start = cycle_counter()
         dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits)
+        if head[4] >= 0:
+            requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])
         if cycles.size > 0:
             cycles[cycles.size - 1] += cycle_counter() - start
 
 
 @njit(cache=True, parallel=True)
-def forward_parallel(x, stages, tensors, schedule, prm, arenas, accs, pooled, ends, record, head, logits, cycles,
-                     bad):
+def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pooled, ends, record, head, logits,
+                     cycles, bad):
     """:func:`forward` with the images shared among ``arenas.shape[0]`` threads, one arena each (``cycles``
     must be empty)."""
     nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
@@ -505,7 +599,9 @@ def forward_parallel(x, stages, tensors, schedule, prm, arenas, accs, pooled, en
     threads = arenas.shape[0]
     for th in prange(threads):
         for n in range(th, nimg, threads):
-            bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, arenas[th], accs[th], pooled,
-                               ends, record, cycles)
+            bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arenas[th], accs[th],
+                               pooled, ends, record, cycles)
     if head[3] > 0 and nimg > 0:
         dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits)
+        if head[4] >= 0:
+            requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])

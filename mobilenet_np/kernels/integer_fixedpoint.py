@@ -150,9 +150,15 @@ def requantize_one(acc, qm, shift, fscale, zero_point, act_min, act_max, mode):
     if mode == 2:
         v = ((np.int64(acc) * qm + (np.int64(1) << (30 - shift))) >> (31 - shift)) + zero_point
         return min(max(v, act_min), act_max)
-    f = np.float32(acc) * fscale
-    f = min(max(f, np.float32(act_min - zero_point)), np.float32(act_max - zero_point))
-    return np.int64(np.rint(f)) + zero_point
+    f = xnnpack_centered(np.float32(acc), fscale, np.float32(act_min - zero_point), np.float32(act_max - zero_point))
+    return np.int64(f) + zero_point
+
+
+@njit(cache=True)
+def xnnpack_centered(acc, fscale, lo, hi):
+    """XNNPACK's requantization before its zero point is added, all float32: ``rint(clamp(acc * fscale, lo, hi))``
+    with ``lo = act_min - z_y``, ``hi = act_max - z_y`` (round half to even)."""
+    return np.rint(min(max(acc * fscale, lo), hi))
 
 
 # NumPy twins of the primitives (elementwise, broadcasting, int64).

@@ -62,15 +62,18 @@ def int_avg_pool(x, filter_hw, strides, pads, act_min, act_max):
                         for k in range(c):
                             acc[k] += x[b, iy, ix, k]
                 count = (y1 - y0) * (x1 - x0)
-                half = count // 2
                 for k in range(c):
-                    s = acc[k]
-                    if s > 0:
-                        v = (s + half) // count
-                    else:
-                        v = -((-s + half) // count)
-                    y[b, i, j, k] = min(max(v, act_min), act_max)
+                    y[b, i, j, k] = min(max(rounded_mean(acc[k], count), act_min), act_max)
     return y
+
+
+@njit(cache=True)
+def rounded_mean(s, count):
+    """AVERAGE_POOL_2D's mean of ``count`` integers from their sum ``s``: to nearest, ties away from zero."""
+    half = count // 2
+    if s > 0:
+        return (s + half) // count
+    return -((-s + half) // count)
 
 
 def int_avg_pool_numpy(x, filter_hw, strides, pads, act_min, act_max):
@@ -88,10 +91,14 @@ def int_avg_pool_numpy(x, filter_hw, strides, pads, act_min, act_max):
         for j in range(ow):
             x0, x1 = max(0, j * sw - left), min(w, j * sw - left + fw)
             s = xi[:, y0:y1, x0:x1, :].sum(axis=(1, 2))
-            count = (y1 - y0) * (x1 - x0)
-            v = np.where(s > 0, (s + count // 2) // count, -((-s + count // 2) // count))
-            y[:, i, j, :] = np.clip(v, act_min, act_max)
+            y[:, i, j, :] = np.clip(rounded_mean_numpy(s, (y1 - y0) * (x1 - x0)), act_min, act_max)
     return y
+
+
+def rounded_mean_numpy(sums, count):
+    """AVERAGE_POOL_2D's integer mean of ``count`` values from their int64 ``sums``: to nearest, ties away from
+    zero (C's truncating division)."""
+    return np.where(sums > 0, (sums + count // 2) // count, -((-sums + count // 2) // count))
 
 
 # ------------------------------------------------------------------------------------ ADD
@@ -105,15 +112,22 @@ def add_params(scale_a, scale_b, scale_out, left_shift=20):
 
 
 @njit(cache=True)
+def add_one(da, db, qa, sa, qb, sb, qo, so, left_shift):
+    """Reference ADD of one pair of zero-point-free inputs ``da = a - z_a``, ``db = b - z_b``: the output
+    before its zero point and clamp."""
+    va = mbqm(np.int64(da) << left_shift, qa, sa)
+    vb = mbqm(np.int64(db) << left_shift, qb, sb)
+    return mbqm(va + vb, qo, so)
+
+
+@njit(cache=True)
 def int_add(a, b, a_zp, b_zp, params, left_shift, out_zp, act_min, act_max):
     qa, sa, qb, sb, qo, so = params
     af = a.reshape(-1)
     bf = b.reshape(-1)
     y = np.empty(af.size, dtype=np.int32)
     for i in range(af.size):
-        va = mbqm((np.int64(af[i]) - a_zp) << left_shift, qa, sa)
-        vb = mbqm((np.int64(bf[i]) - b_zp) << left_shift, qb, sb)
-        v = mbqm(va + vb, qo, so) + out_zp
+        v = add_one(np.int64(af[i]) - a_zp, np.int64(bf[i]) - b_zp, qa, sa, qb, sb, qo, so, left_shift) + out_zp
         y[i] = min(max(v, act_min), act_max)
     return y.reshape(a.shape)
 
@@ -140,14 +154,19 @@ def add_params_xnnpack(scale_a, scale_b, scale_out):
 
 
 @njit(cache=True)
+def add_xnnpack_one(da, db, a_mult, b_mult, shift):
+    """XNNPACK's ADD of one pair of zero-point-free inputs: the output before its zero point and clamp."""
+    return (a_mult * np.int64(da) + b_mult * np.int64(db) + (np.int64(1) << (shift - 1))) >> shift
+
+
+@njit(cache=True)
 def int_add_xnnpack(a, b, a_zp, b_zp, a_mult, b_mult, shift, out_zp, act_min, act_max):
     af = a.reshape(-1)
     bf = b.reshape(-1)
     y = np.empty(af.size, dtype=np.int32)
-    rounding = np.int64(1) << (shift - 1)
     for i in range(af.size):
-        acc = a_mult * (np.int64(af[i]) - a_zp) + b_mult * (np.int64(bf[i]) - b_zp) + rounding
-        y[i] = min(max((acc >> shift) + out_zp, act_min), act_max)
+        v = add_xnnpack_one(np.int64(af[i]) - a_zp, np.int64(bf[i]) - b_zp, a_mult, b_mult, shift) + out_zp
+        y[i] = min(max(v, act_min), act_max)
     return y.reshape(a.shape)
 
 
@@ -185,23 +204,34 @@ def int_mean_hw(x, x_zp, qm, shift, fscale, out_zp, act_min, act_max, mode):
                 for k in range(c):
                     acc[k] += x[b, i, j, k]
         for k in range(c):
-            if mode == 0:
-                v = mbqm(acc[k] - count * x_zp, qm, shift) + out_zp
-            else:
-                v = np.int64(np.rint(np.float32(acc[k] - count * x_zp) * fscale)) + out_zp
-            y[b, k] = min(max(v, act_min), act_max)
+            y[b, k] = min(max(mean_from_sum(acc[k] - count * x_zp, qm, shift, fscale, mode) + out_zp, act_min),
+                          act_max)
     return y
+
+
+@njit(cache=True)
+def mean_from_sum(s, qm, shift, fscale, mode):
+    """MEAN's output before its zero point and clamp, from the sum ``s`` of ``x - z_x`` (mode 0 reference,
+    1 XNNPACK)."""
+    if mode == 0:
+        return mbqm(s, qm, shift)
+    return np.int64(np.rint(np.float32(s) * fscale))
 
 
 def int_mean_hw_numpy(x, x_zp, qm, shift, fscale, out_zp, act_min, act_max, mode):
     """NumPy twin of :func:`int_mean_hw`."""
     count = x.shape[1] * x.shape[2]
     s = x.astype(np.int64).sum(axis=(1, 2)) - count * x_zp
+    return mean_from_sums_numpy(s, qm, shift, fscale, out_zp, act_min, act_max, mode).astype(np.int32)
+
+
+def mean_from_sums_numpy(sums, qm, shift, fscale, out_zp, act_min, act_max, mode):
+    """MEAN's output from the int64 ``sums`` of ``x - z_x`` (see the module doc)."""
     if mode == 0:
-        v = mbqm_numpy(s, qm, shift) + out_zp
+        v = mbqm_numpy(sums, qm, shift) + out_zp
     else:
-        v = np.rint(s.astype(np.float32) * np.float32(fscale)).astype(np.int64) + out_zp
-    return np.clip(v, act_min, act_max).astype(np.int32)
+        v = np.rint(sums.astype(np.float32) * np.float32(fscale)).astype(np.int64) + out_zp
+    return np.clip(v, act_min, act_max)
 
 
 # ------------------------------------------------------------------------------------ SOFTMAX

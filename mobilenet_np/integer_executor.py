@@ -1,0 +1,296 @@
+"""Integer ``.tflite`` MobileNets on the fast executor: exact integer arithmetic carried in float32.
+
+A uint8/int8 model's convolutions are integer dot products, ``acc = b + sum (q_x - z_x)(q_w - z_w)``, then a
+requantization to the next tensor (:mod:`mobilenet_np.kernels.integer_fixedpoint`). Every term is an integer, and
+float32 holds every integer of magnitude up to ``2**24`` exactly; so if no partial sum can reach ``2**24``, a
+float32 multiply-add chain computes ``acc`` *exactly*, in any order. The fast executor
+(:mod:`mobilenet_np.executor`, :mod:`mobilenet_np.kernels.fused`) therefore runs these models unchanged, with
+
+* tensors holding ``q - z`` (their zero point subtracted; the zero border of 'SAME' padding is then exactly the
+  zero point, as TFLite pads), weights ``q_w - z_w``, biases the int32 biases;
+* after each layer, the requantization of TFLite's reference kernels or of XNNPACK (``requant_run``), giving
+  the next tensor's ``q - z``; V2's residual ADD by its integer formula (``add_run``);
+* the global pool's channel sums returned to Python, which finishes the pool (AVERAGE_POOL_2D or MEAN), the logits
+  layer (:func:`~mobilenet_np.kernels.fused.dense` + requantization) and whatever ops follow (reshape,
+  softmax) with :class:`~mobilenet_np.integer.IntegerModel`'s own per-op kernels.
+
+**Exactness bound**, checked per layer when the model is loaded: with ``M`` the largest ``|q - z|`` the layer's
+input can hold (from the producer's activation range), every partial sum is at most
+``max_o (|b_o| + M sum_k |w_ko - z_w|)``, which must stay below ``2**24``. A model that fails it (or whose graph
+is not a MobileNet chain: input -> convolutions [-> residual ADDs] -> global pool [-> logits] -> ...) runs on the
+per-op kernels instead; :attr:`IntegerModel.fast_path` says which and why. Outputs are the same bytes either way
+(``tests/test_integer_fast.py`` checks them against TFLite).
+"""
+import numpy as np
+
+from .architectures import Layer
+from .executor import FastExecutor
+from .kernels import fused
+from .kernels import integer_fixedpoint as FP
+from .kernels import integer_ops as IO
+
+EXACT_LIMIT = 2 ** 24   # float32 represents every integer of magnitude <= 2**24
+
+
+class NotAChain(ValueError):
+    """The model cannot run on the fast executor (the message says why); the per-op kernels run it."""
+
+
+def _padded_to(values, n, dtype):
+    out = np.zeros(n, dtype)
+    out[:len(values)] = values
+    return out
+
+
+class _Chain:
+    """What :func:`read_chain` finds: the executor's layers and steps, requantization per layer, ADDs, the pool
+    and logits, and where the per-op tail starts."""
+
+    def __init__(self):
+        self.layers, self.steps = [], []        # dicts (Layer fields) and (w, b) float32
+        self.requant, self.adds = {}, {}        # layer name -> (mode, zy, lo, hi, fscale, qm, shift) / ADD record
+        self.pool = self.logits = None
+        self.tail = None                        # index of the first op the per-op kernels run
+
+
+def _max_abs(lo, hi, z):
+    return max(abs(lo - z), abs(hi - z))
+
+
+def read_chain(model):
+    """Walk ``model``'s (an :class:`~mobilenet_np.integer.IntegerModel`) operators and describe them for the
+    fast executor; raises :class:`NotAChain` when they do not fit."""
+    ops, tensors = model.tflite.operators, model.tflite.tensors
+    x = model.input_tensor
+    if x.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)) or x.shape[3] != 3:
+        raise NotAChain(f"input is {x.type_name} with {x.shape[3]} channels (needs 8-bit RGB)")
+    qmin, qmax = FP.dtype_range(x.dtype)
+    chain = _Chain()
+    chain.input = (x.zero_point, qmin, qmax)
+    chain.size = tuple(x.shape[1:3])
+    reach = {x.index: _max_abs(qmin, qmax, x.zero_point)}    # tensor -> largest |q - z| it can hold
+    cur = x.index
+    kinds = []                                               # per op: "conv", "depthwise", "pointwise", "add"
+    for k, op in enumerate(ops):
+        ins = [tensors[i] if i >= 0 else None for i in op.inputs]
+        out = tensors[op.outputs[0]]
+        if k == 0 and op.name == "QUANTIZE" and _is_shift(model, op, ins[0], out):
+            cur = out.index       # uint8 -> int8 of the same scale: q - z does not change
+            reach[cur] = reach[x.index]
+            continue
+        if op.name == "ADD":
+            if len(kinds) < 2 or kinds[-1] != "pointwise" or kinds[-2] != "depthwise":
+                raise NotAChain(f"operator {k} (ADD) does not end a depthwise -> pointwise block")
+            dw = ops[k - 2]
+            expand = k >= 3 and kinds[-3] == "pointwise" and ops[k - 3].outputs[0] == dw.inputs[0]
+            block_in = ops[k - 3].inputs[0] if expand else dw.inputs[0]
+            if sorted(op.inputs[:2]) != sorted([cur, block_in]):
+                raise NotAChain(f"operator {k} (ADD) does not add a block's input to its output")
+            other = tensors[block_in]
+            proj = tensors[cur]
+            sa, _ = model._quant(op, proj, "first input")
+            sb, _ = model._quant(op, other, "second input")
+            sy, zy = model._quant(op, out, "output")
+            lo, hi = model._act(op, out)
+            # (ADD is symmetric: add_run takes the block output first, whatever the file's order)
+            if model._mode == FP.MODE_XNNPACK:
+                params = IO.add_params_xnnpack(sa, sb, sy)
+            else:
+                params = IO.add_params(sa, sb, sy)
+            chain.adds[chain.layers[-1]["name"]] = [model._mode, zy, lo, hi, *params]
+            chain.layers[-1]["residual"] = chain.layers[-1]["ends_block"] = True
+            reach[out.index] = _max_abs(lo, hi, zy)
+            kinds.append("add")
+            cur = out.index
+            continue
+        if not ins or op.inputs[0] != cur:
+            raise NotAChain(f"operator {k} ({op.name}) does not read the previous operator's output")
+        if op.name in ("AVERAGE_POOL_2D", "MEAN"):
+            _read_pool(model, chain, k, op, ins, out, reach)
+            break
+        if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            raise NotAChain(f"operator {k} is {op.name}")
+        kinds.append(_read_conv(model, chain, k, op, ins, out, reach, first=not chain.layers))
+        cur = out.index
+    else:
+        raise NotAChain("no global pool")
+    return chain
+
+
+def _is_shift(model, op, x, y):
+    """Whether a QUANTIZE from integers ``x`` to integers ``y`` only moves the zero point (same scale, same range
+    around it): then ``q_y - z_y = q_x - z_x`` for every input."""
+    if x.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)) or y.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+        return False
+    (sx, zx), (sy, zy) = model._quant(op, x, "input"), model._quant(op, y, "output")
+    return sx == sy and zy - zx == FP.dtype_range(y.dtype)[0] - FP.dtype_range(x.dtype)[0]
+
+
+def _read_conv(model, chain, k, op, ins, out, reach, first):
+    o = op.options
+    xt, wt, bt = (ins + [None])[:3]
+    if o.get("dilation_h_factor", 1) != 1 or o.get("dilation_w_factor", 1) != 1 or o["stride_h"] != o["stride_w"]:
+        raise NotAChain(f"operator {k} ({op.name}): dilation or unequal strides")
+    wdata = model._const(op, wt.index, "filter")
+    one_by_one = wdata.shape[1:3] == (1, 1) and o["stride_h"] == 1     # where VALID and SAME are the same
+    if (o["padding"] != "SAME" and not one_by_one) or o["stride_h"] not in (1, 2):
+        raise NotAChain(f"operator {k} ({op.name}): {o['padding']} padding, stride {o['stride_h']}")
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    cout = wdata.shape[3] if depthwise else wdata.shape[0]
+    zx, zw, b, (qm, shift, fscale, zy, lo, hi) = model._conv_params(op, xt, wt, bt, out, cout, 3 if depthwise else 0)
+    kh, kw = wdata.shape[1:3]
+    if depthwise:
+        if (kh, kw) != (3, 3) or cout != xt.shape[3]:
+            raise NotAChain(f"operator {k}: depthwise {kh}x{kw} with multiplier {cout // xt.shape[3]}")
+        w = (wdata[0].astype(np.int64) - zw.reshape(-1)).reshape(9, cout)                      # [taps, C]
+        kind = "depthwise"
+    else:
+        w = (wdata.astype(np.int64) - zw.reshape(-1, 1, 1, 1)).transpose(1, 2, 3, 0).reshape(-1, cout)
+        kind = "pointwise" if (kh, kw) == (1, 1) and o["stride_h"] == 1 else "conv"
+        if kind == "conv" and (kh != kw or kh > 3 or not first):
+            raise NotAChain(f"operator {k}: a {kh}x{kw} convolution that is not the 3x3 stem")
+    bound = int((np.abs(b.astype(np.int64)) + reach[xt.index] * np.abs(w).sum(axis=0)).max())
+    if bound >= EXACT_LIMIT:
+        raise NotAChain(f"operator {k} ({op.name}): partial sums up to {bound} may exceed 2**24")
+    name = f"op{k}"
+    chain.layers.append(dict(name=name, op=kind, kernel=kh, stride=o["stride_h"], in_channels=xt.shape[3],
+                             out_channels=cout, residual=False, ends_block=False))
+    shape = {"depthwise": (3, 3, cout, 1), "conv": (kh, kw, xt.shape[3], cout), "pointwise": (xt.shape[3], cout)}
+    chain.steps.append((w.astype(np.float32).reshape(shape[kind]), b.astype(np.float32)))
+    chain.requant[name] = (model._mode, zy, lo, hi, fscale, qm, shift)
+    reach[out.index] = _max_abs(lo, hi, zy)
+    return kind
+
+
+def _read_pool(model, chain, k, op, ins, out, reach):
+    xt = ins[0]
+    n, h, w, c = xt.shape
+    count = h * w
+    if op.name == "AVERAGE_POOL_2D":
+        o = op.options
+        if (o["filter_height"], o["filter_width"]) != (h, w) or o["padding"] != "VALID":
+            raise NotAChain(f"operator {k}: AVERAGE_POOL_2D is not a global pool")
+        sx, zx = model._quant(op, xt, "input")
+        sy, zy = model._quant(op, out, "output")
+        if (sx, zx) != (sy, zy):
+            raise NotAChain(f"operator {k}: AVERAGE_POOL_2D changes quantization")
+        lo, hi = model._act(op, out)
+        chain.pool = (op, [0, model._mode, count, zx, zy, lo, hi, 0, 0], np.float32(0))
+    else:
+        axes = sorted(int(a) % 4 for a in np.asarray(model._const(op, ins[1].index, "axes")).reshape(-1))
+        if axes != [1, 2]:
+            raise NotAChain(f"operator {k}: MEAN over axes {axes}")
+        sx, zx = model._quant(op, xt, "input")
+        sy, zy = model._quant(op, out, "output")
+        qm, shift = IO.mean_params(sx, sy, count)
+        lo, hi = FP.dtype_range(out.dtype)
+        chain.pool = (op, [1, model._mode, count, zx, zy, lo, hi, qm, shift], IO.mean_scale_xnnpack(sx, sy, count))
+    reach[out.index] = _max_abs(*FP.dtype_range(out.dtype), out.zero_point)
+    chain.tail = k + 1
+    ops = model.tflite.operators
+    if k + 1 < len(ops) and ops[k + 1].name in ("CONV_2D", "FULLY_CONNECTED") and ops[k + 1].inputs[0] == out.index:
+        _read_logits(model, chain, k + 1, ops[k + 1], reach)
+
+
+def _read_logits(model, chain, k, op, reach):
+    tensors = model.tflite.tensors
+    xt, wt = tensors[op.inputs[0]], tensors[op.inputs[1]]
+    bt = tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    out = tensors[op.outputs[0]]
+    wdata = model._const(op, wt.index, "filter")
+    if op.name == "CONV_2D" and wdata.shape[1:3] != (1, 1) or op.options.get("keep_num_dims"):
+        return
+    cout = wdata.shape[0]
+    zx, zw, b, (qm, shift, fscale, zy, lo, hi) = model._conv_params(op, xt, wt, bt, out, cout, 0)
+    w = (wdata.reshape(cout, -1).astype(np.int64) - zw.reshape(-1, 1)).T
+    bound = int((np.abs(b.astype(np.int64)) + reach[xt.index] * np.abs(w).sum(axis=0)).max())
+    if bound >= EXACT_LIMIT:
+        return
+    mode = model._mode
+    if mode == FP.MODE_REFERENCE and op.name == "FULLY_CONNECTED" and wt.quantization.per_channel \
+            and xt.dtype == np.int8:
+        mode = FP.MODE_SINGLE_ROUNDING     # as IntegerModel._prep_fully_connected
+    chain.layers.append(dict(name="logits", op="logits", kernel=1, stride=1, in_channels=w.shape[0],
+                             out_channels=cout, residual=False, ends_block=False))
+    chain.steps.append((w.astype(np.float32), b.astype(np.float32)))
+    chain.requant["logits"] = (mode, zy, lo, hi, fscale, qm, shift)
+    chain.logits = op
+    chain.tail = k + 1
+
+
+class IntegerExecutor(FastExecutor):
+    """The fast executor for a chain read by :func:`read_chain`."""
+
+    def __init__(self, chain, threads=1):
+        self.chain = chain
+        layers = [Layer(d["name"], d["op"], d["kernel"], d["stride"], d["in_channels"], d["out_channels"],
+                        batch_norm=False, relu6=False, bias=True, block=d["name"] if d["residual"] else None,
+                        ends_block=d["ends_block"], residual=d["residual"]) for d in chain.layers]
+        steps = [(layer, w, b, None) for layer, (w, b) in zip(layers, chain.steps)]
+        try:
+            super().__init__(None, steps, threads)
+            self.plan(*chain.size)   # raises on shapes the planner cannot take (a residual with a border...)
+        except ValueError as exc:
+            raise NotAChain(str(exc)) from None
+
+    def input_map(self):
+        zx, qmin, qmax = self.chain.input
+        return (1.0, -float(zx), float(qmin), float(qmax))
+
+    def _quantize(self, params):
+        records = [np.zeros(1, np.int64)]
+        size = 1
+
+        def add(record):
+            nonlocal size
+            records.append(np.asarray(record, np.int64))
+            size += records[-1].size
+            return size - records[-1].size
+
+        self._requant, self._add = {}, {}
+        for layer, p in self._layers:
+            mode, zy, lo, hi, fscale, qm, shift = self.chain.requant[layer.name]
+            c = p["cout"]
+            fs = params.add(_padded_to(fscale, c, np.float32))
+            self._requant[layer.name] = add(np.concatenate([[mode, zy, lo, hi, fs, c], _padded_to(qm, c, np.int64),
+                                                            _padded_to(shift, c, np.int64)]))
+            if layer.name in self.chain.adds:
+                self._add[layer.name] = add(self.chain.adds[layer.name])
+        _, record, fscale = self.chain.pool
+        self._pool_record = add(record + [params.add([fscale])])
+        self.qparams = np.concatenate(records)
+
+    def run_integer(self, q):
+        """``(pooled, logits)``: the integer global pool's output ``[N, C]`` and the logits layer's ``[N, classes]``
+        (None without one), int64, for the images ``q`` (the input tensor's integers, ``[N, H, W, 3]``)."""
+        x = np.ascontiguousarray(q, np.float32)
+        n = len(x)
+        plan = self.plan(x.shape[1], x.shape[2])
+        head = self._no_head if self._head is None else self._head
+        pooled, out, _ = self._call(x, plan, head, False, None)
+        body = [layer for layer, _ in self._layers if layer.op != "logits"]
+        pool = self.chain.pool[1]
+        features = pooled.reshape(n, plan.features)[:, :body[-1].out_channels].astype(np.int64) + pool[4]
+        if self._head is None:
+            return features, None
+        logits = self._layers[-1][0]
+        zy = self.chain.requant["logits"][1]
+        return features, out[:n * head[3]].reshape(n, head[3])[:, :logits.out_channels].astype(np.int64) + zy
+
+
+def finish(chain, executor, model, q):
+    """``{tensor index: value}`` for the pool output, the logits output (when the executor computes it) and
+    every op after them (per-op kernels), for input integers ``q``."""
+    tensors = model.tflite.tensors
+    n = len(q)
+    pooled, logits = executor.run_integer(q)
+    values = {}
+    for op, y in ((chain.pool[0], pooled), (chain.logits, logits)):
+        if op is not None:
+            t = tensors[op.outputs[0]]
+            values[t.index] = y.astype(t.dtype).reshape((n,) + tuple(t.shape[1:]))
+    for op, step in zip(model.tflite.operators[chain.tail:], model._steps[chain.tail:]):
+        o = tensors[op.outputs[0]]
+        y = step(values)
+        values[o.index] = y.astype(o.dtype, copy=False) if o.dtype is not None else y
+    return values
