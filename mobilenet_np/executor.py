@@ -144,10 +144,10 @@ class FastExecutor:
         return (2.0, -1.0, 0.0, 1.0)
 
     def _quantize(self, params):
-        """Add integer requantization data (float models: none): sets ``qparams`` (int64 records),
+        """Add integer requantization data (float models: none): sets ``qparams`` (int64 records or None),
         ``_requant`` ({layer name: record offset}), ``_add`` ({name of a block's last layer: ADD record}) and
         ``_pool_record`` (-1: a float pool)."""
-        self.qparams = np.zeros(1, np.int64)
+        self.qparams = None
         self._requant, self._add, self._pool_record = {}, {}, -1
 
     # ------------------------------------------------------------------------------------------ planning

@@ -130,13 +130,13 @@ def check_arena_bounds(ex, images, record):
     acc = np.zeros(plan.features, np.float64)
     pooled = np.full(n * plan.features + guard, 7.0, np.float32)
     ends = np.full(max(n * plan.ends_size, 1) + guard, 7.0, np.float32)
-    params, qparams = ex.params.copy(), ex.qparams.copy()
+    params, qparams = ex.params.copy(), None if ex.qparams is None else ex.qparams.copy()
     fused.forward(images, plan.stages, plan.tensors, plan.schedule, ex.params, ex.qparams, inner, acc, pooled, ends,
                   record, np.array([0, 0, 0, 0, -1], np.int64), pooled, np.zeros(0, np.int64), np.zeros(n, np.int64))
     assert np.all(arena[:guard] == 7.0) and np.all(arena[-guard:] == 7.0)
     assert np.all(pooled[n * plan.features:] == 7.0)
     assert np.all(ends[max(n * plan.ends_size, 1):] == 7.0)
-    assert np.array_equal(ex.params, params) and np.array_equal(ex.qparams, qparams)
+    assert np.array_equal(ex.params, params) and (qparams is None or np.array_equal(ex.qparams, qparams))
     if record:
         assert not np.any(ends[:n * plan.ends_size] == 7.0)   # every endpoint value written
 

@@ -68,7 +68,8 @@ ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
 # (per image, times N) into the endpoint buffer, -1 = not recorded; CR* the real (unpadded) channel counts;
 # GROUP the number of output rows one schedule step makes (1, or all rows: one GEMM over a small map, so its
 # weights stream through once rather than once per row). Schedule rows: (stage, first row, rows).
-# Q1/Q2/Q3: offsets of integer requantization records in ``qprm`` (-1: a float layer; see :func:`requant_run`)
+# Q1/Q2/Q3: offsets of integer requantization records in ``qprm`` (-1: a float layer; see :func:`requant_run`;
+# float models pass ``qprm=None``, and Numba then compiles the kernels without any integer code)
 # for the stage's first layer, its second (the pointwise of depthwise -> pointwise) and its residual ADD; for
 # the input stage W1 is the offset of its map ``(a, b, lo, hi)``: value ``a x + b``, valid for lo <= x <= hi;
 # for the pool, Q1 >= 0 is the record of an integer pool (see :func:`pool_finish`).
@@ -444,8 +445,9 @@ def _conv_row(st, k, t, a, prm, qprm, i):
     cout, ow = t[to, T_C], t[to, T_W]
     gemm(a, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, st[k, W1], st[k, B1], cout,
          st[k, RELU1] != 0, a, _row(t, to, i), cout, ow, Z, NO, Z, Z)
-    if st[k, Q1] >= 0:
-        _requant_rows(t, to, a, i, 1, prm, qprm, st[k, Q1])
+    if qprm is not None:                # (None: a float model; Numba then compiles no integer code)
+        if st[k, Q1] >= 0:
+            _requant_rows(t, to, a, i, 1, prm, qprm, st[k, Q1])
 
 
 @njit(cache=True, _nrt=False)
@@ -457,8 +459,9 @@ def _pw_rows(st, k, t, a, prm, qprm, i, rows):
     cin, cout, w = t[ti, T_C], t[to, T_C], t[to, T_W]
     gemm(a, _row(t, ti, i), Z, Z, Z + 1, cin, cin, rows * w, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0,
          a, _row(t, to, i), cout, w, t[to, T_ROWLEN], NO, Z, Z)
-    if st[k, Q1] >= 0:
-        _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q1])
+    if qprm is not None:
+        if st[k, Q1] >= 0:
+            _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q1])
 
 
 @njit(cache=True, _nrt=False)
@@ -476,17 +479,20 @@ def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual):
         dw_row(a, _padded_row(t, ti, top) + col, _padded_row(t, ti, top + 1) + col,
                _padded_row(t, ti, top + 2) + col, c, stride, ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0,
                a, scratch + r * ow * c, c)
-    if st[k, Q1] >= 0:
-        requant_run(a, scratch, rows * ow, c, prm, qprm, st[k, Q1])
-    integer = st[k, Q2] >= 0
+    integer = False
+    if qprm is not None:
+        integer = st[k, Q2] >= 0
+        if st[k, Q1] >= 0:
+            requant_run(a, scratch, rows * ow, c, prm, qprm, st[k, Q1])
     res = fuse_residual and tr >= 0 and not integer
     gemm(a, scratch, Z, Z, Z + 1, c, c, rows * ow, prm, st[k, W2], st[k, B2], cout, st[k, RELU2] != 0,
          a, _row(t, to, i), cout, ow, t[to, T_ROWLEN], res, _row(t, tr, i) if res else Z, cout)
-    if integer:
-        _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q2])
-        if tr >= 0:
-            for r in range(i, i + rows):
-                add_run(a, _row(t, to, r), _row(t, tr, r), ow * cout, qprm, st[k, Q3])
+    if qprm is not None:
+        if integer:
+            _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q2])
+            if tr >= 0:
+                for r in range(i, i + rows):
+                    add_run(a, _row(t, to, r), _row(t, tr, r), ow * cout, qprm, st[k, Q3])
 
 
 @njit(cache=True, _nrt=False)
@@ -502,10 +508,13 @@ def _pool_row(st, k, t, a, prm, qprm, i, acc, pooled, n):
         for ch in range(c):
             acc[np.uint64(ch)] += a[np.uint64(base + p * c + ch)]
     if i == h - 1:
-        q = st[k, Q1]
         for ch in range(c):
-            s = acc[np.uint64(ch)]
-            pooled[np.uint64(n * c + ch)] = s / (h * w) if q < 0 else pool_finish(s, prm, qprm, q)
+            pooled[np.uint64(n * c + ch)] = acc[np.uint64(ch)] / (h * w)
+        if qprm is not None:
+            q = st[k, Q1]
+            if q >= 0:
+                for ch in range(c):
+                    pooled[np.uint64(n * c + ch)] = pool_finish(acc[np.uint64(ch)], prm, qprm, q)
 
 
 @njit(cache=True, _nrt=False)
@@ -583,8 +592,9 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
     if head[3] > 0 and nimg > 0:
         start = cycle_counter()
         dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits)
-        if head[4] >= 0:
-            requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])
+        if qprm is not None:
+            if head[4] >= 0:
+                requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])
         if cycles.size > 0:
             cycles[cycles.size - 1] += cycle_counter() - start
 
@@ -603,5 +613,6 @@ def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pool
                                pooled, ends, record, cycles)
     if head[3] > 0 and nimg > 0:
         dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits)
-        if head[4] >= 0:
-            requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])
+        if qprm is not None:
+            if head[4] >= 0:
+                requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])
