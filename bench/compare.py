@@ -92,8 +92,13 @@ def tflite_file_runner(content, batch, threads, reference=False):
     kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF} if reference else {}
     interpreter = Interpreter(model_content=content, num_threads=threads, **kwargs)
     inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]])
-    interpreter.allocate_tensors()
+    try:
+        interpreter.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]])
+        interpreter.allocate_tensors()
+    except RuntimeError:   # e.g. a RESHAPE to a constant [1, 1001]: the file only runs at batch 1
+        print(f"  (TFLite cannot resize this file to batch {batch}: it runs the batch one image at a time)")
+        single = tflite_file_runner(content, 1, threads, reference)
+        return lambda x: np.concatenate([single(x[k:k + 1]) for k in range(len(x))])
     out = interpreter.get_output_details()[0]
 
     def run(x):

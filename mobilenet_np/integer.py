@@ -6,7 +6,10 @@
     ends = model.endpoints(uint8_images)          # {"Conv2d_0": uint8 [N,64,64,8], ..., "output": ...}
 
 :class:`IntegerModel` executes the file's operator list in order with the kernels of
-``mobilenet_np.kernels.integer_*``. Two rounding modes (module doc of
+``mobilenet_np.kernels.integer_*`` (``run``, ``endpoints``: every tensor). ``output``, ``classify``,
+``features`` and ``predictions`` take the fast executor instead when the model fits it
+(:mod:`mobilenet_np.integer_executor`: the same integers, computed exactly in float32 by the float model's
+fused kernels; :attr:`IntegerModel.fast_path` says whether it is used and, if not, why). Two rounding modes (module doc of
 :mod:`mobilenet_np.kernels.integer_fixedpoint` gives the formulas):
 
 * ``"reference"``: TFLite's reference kernels (``OpResolverType.BUILTIN_REF``) — gemmlowp fixed-point

@@ -28,6 +28,10 @@ Arithmetic, all with the vectors of :mod:`mobilenet_np.kernels.simd`:
 * a depthwise row goes to a scratch row (in L1) and straight through the following pointwise, whose epilogue
   applies ReLU6 and adds the residual.
 
+Integer models (uint8/int8 ``.tflite``, :mod:`mobilenet_np.integer_executor`) run on the same kernels with
+integer-valued floats, exact below 2**24, and integer epilogues after each layer (:func:`requant_run`,
+:func:`add_run`, :func:`pool_finish`); float models pass ``qprm=None`` and compile without them.
+
 Summation order is the per-layer kernels' own: the bias first, then input channels (or taps, in (ky, kx, c)
 order) ascending, one multiply-add each (fused on CPUs with FMA). Nothing is reassociated.
 
