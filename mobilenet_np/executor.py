@@ -97,6 +97,7 @@ class _Stage:
 class _Tensor:
     def __init__(self, h, w, c, border, producer=None):
         self.h, self.w, self.c, self.border, self.producer = h, w, c, border, producer
+        self.plane = 0      # > 0: rows stored planar for the stem (fused._stem_planar_row)
 
 
 class FastExecutor:
@@ -194,6 +195,9 @@ class FastExecutor:
             if layer.op == "conv":
                 oh, top, _ = same_padding(cur.h, layer.kernel, layer.stride)
                 ow, left, _ = same_padding(cur.w, layer.kernel, layer.stride)
+                if (cur.producer.op == fused.ST_INPUT and fused.WIDE and (layer.kernel, layer.stride) == (3, 2)
+                        and p["cout"] == fused.STEM_PLANAR_CHANNELS and ow >= 16):
+                    cur.plane = (cur.w + 3) // 2       # bordered columns 0..w+1, half of them per parity
                 out = _Tensor(oh, ow, p["cout"], int(feeds_depthwise(i + 1)))
                 cur = add(_Stage(fused.ST_CONV, out, [(cur, "conv")], layer.stride, top, layer.kernel,
                                  PAD_L=left, W1=p["w"], B1=p["b"], RELU1=layer.relu6, Q1=q(layer),
@@ -293,12 +297,12 @@ class FastExecutor:
             t = st.out
             if st.op == fused.ST_POOL:
                 continue
-            rowlen = (t.w + 2 * t.border) * t.c
+            rowlen = 6 * t.plane if t.plane else (t.w + 2 * t.border) * t.c
             ring = t.h if st.group > 1 else min(keep[k], t.h)   # a group's rows are written as one run
             tensor_ids[id(t)] = len(tensors)
             row = np.zeros(fused.T_NCOLS, np.int64)
-            row[[fused.T_BASE, fused.T_RING, fused.T_ROWLEN, fused.T_BORDER, fused.T_H, fused.T_W, fused.T_C]] = (
-                offset, ring, rowlen, t.border, t.h, t.w, t.c)
+            row[[fused.T_BASE, fused.T_RING, fused.T_ROWLEN, fused.T_BORDER, fused.T_H, fused.T_W, fused.T_C,
+                 fused.T_PLANE]] = (offset, ring, rowlen, t.border, t.h, t.w, t.c, t.plane)
             tensors.append(row)
             offset += -(-ring * rowlen // ALIGN) * ALIGN
             if t.border:

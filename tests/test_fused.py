@@ -82,7 +82,8 @@ def _pair(family, alpha, num_classes=1001, seed=0):
 
 
 @pytest.mark.parametrize("family,alpha,n,size", [
-    ("v1", 0.25, 2, (64, 96)), ("v1", 0.25, 1, (128, 128)), ("v1", 0.3, 3, (37, 45)),   # 0.3: channels 9, 19, ...
+    ("v1", 0.25, 2, (64, 96)), ("v1", 0.25, 1, (128, 128)), ("v1", 0.25, 1, (50, 67)),   # 67: odd, left pad 1
+    ("v1", 0.3, 3, (37, 45)),                                                            # 0.3: channels 9, 19, ...
     ("v2", 0.5, 2, (65, 33)), ("v2", 0.35, 1, (96, 96)), ("v2", 1.0, 1, (33, 50))])
 def test_executor_matches_layer_by_layer_path(family, alpha, n, size):
     fast, layers = _pair(family, alpha)
@@ -95,6 +96,20 @@ def test_executor_matches_layer_by_layer_path(family, alpha, n, size):
     assert_close(fast.classify(images), expected["Logits"], "engine_vs_engine", "classify")
     assert_close(fast.features(images), expected[fast.architecture.feature_endpoint][:, 0, 0], "engine_vs_engine",
                  "features")
+
+
+def test_planar_stem_sums_exactly_like_the_gemm():
+    """V1 0.25's stem (3 -> 8 channels, stride 2) reads its input planar, 16 pixels per vector
+    (fused._stem_planar_row); it must give the GEMM's bytes, left padding 0 or 1, tail tiles overlapping."""
+    fast, _ = _pair("v1", 0.25)
+    layer, w, bias, _ = fast._steps[0]
+    for size in ((64, 96), (50, 67), (33, 41)):
+        plan = fast.executor.plan(*size)
+        planar = plan.tensors[1, fused.T_PLANE] > 0          # tensor 1: the input image
+        assert planar == (fused.WIDE and -(-size[1] // 2) >= 16), size
+        images = random_images(2, *size, seed=9)
+        expected = E.fused_conv(images * np.float32(2.0) - np.float32(1.0), w, bias, 2, True)
+        assert np.array_equal(fast.endpoints(images)["Conv2d_0"], expected), size
 
 
 def test_classify_features_and_endpoints_agree_exactly():

@@ -45,8 +45,9 @@ from numba import njit, prange
 
 from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import add_one, add_xnnpack_one, mean_from_sum, rounded_mean
-from .simd import (clamp6, cycle_counter, fma, load_like, load_row16, load_row8, load_rows_like, offsets,
-                   offsets2d_like, offsets_like, run_offsets, store, tile_add, tile_clamp6, tile_dot_rows, tile_fma,
+from .simd import (clamp6, cycle_counter, deinterleave_rgb32, fma, load_like, load_row16, load_row8,
+                   load_rows_like, offsets, offsets2d_like, offsets_like, rows_clamp6, rows_fma_splat, run_offsets,
+                   splat_rows, store, store_affine, store_transposed, tile_add, tile_clamp6, tile_dot_rows, tile_fma,
                    tile_init, tile_store)
 
 LANES = 8   # channel padding granularity (the narrowest vector)
@@ -80,8 +81,10 @@ ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
 (OP, TIN, TOUT, TRES, STRIDE, PAD_T, PAD_L, K, W1, B1, RELU1, W2, B2, RELU2, SCRATCH,
  REC1, REC2, REC3, CR1, CR2, GROUP, Q1, Q2, Q3, NCOLS) = range(25)
 # Tensor columns: arena offset, rows kept (a ring; = H when all are), floats per stored row, border (0/1:
-# one zero pixel left and right, zero rows above and below), height, width, channels (padded).
-T_BASE, T_RING, T_ROWLEN, T_BORDER, T_H, T_W, T_C, T_NCOLS = range(8)
+# one zero pixel left and right, zero rows above and below), height, width, channels (padded), and T_PLANE: 0
+# for pixels stored one after another (NHWC), else the image rows are stored planar for the stem
+# (:func:`_stem_planar_row`), runs of T_PLANE values per channel and column parity.
+T_BASE, T_RING, T_ROWLEN, T_BORDER, T_H, T_W, T_C, T_PLANE, T_NCOLS = range(9)
 ZERO_ROW = 0   # tensor 0 is the shared row of zeros (its T_BASE), never written
 
 
@@ -321,6 +324,39 @@ def dw_row(src, r0, r1, r2, c, stride, ow, prm, w_off, b_off, relu6, dst, d_base
         cb += 8
 
 
+# ------------------------------------------------------------------------------------------ stem, planar
+STEM_PLANAR_CHANNELS = 8   # the stem kernel below is for 3 input and 8 output channels (V1 0.25's stem)
+
+
+@njit(cache=True, _nrt=False)
+def _stem_planar_row(a, r0, r1, r2, plane, left, ow, prm, w_off, b_off, relu6, dst, d_base):
+    """One output row of a 3x3, stride-2 convolution from 3 to 8 channels, the input rows stored *planar*: per
+    row, for channel c and column parity q, a run of ``plane`` values, bordered column b at
+    ``(2c + q) * plane + b // 2`` (q = b % 2). At stride 2 the 16 output pixels j0..j0+15 then read 16
+    consecutive values per tap, so one vector load feeds 8 multiply-adds (one per output channel, its weight
+    broadcast), where the pixel-major GEMM loads one input per pixel and tap; accumulators are channel-major
+    (8 vectors of 16 pixels) and are transposed to NHWC as they are stored. Same sums in the same order as
+    :func:`gemm` (bias, then the 27 taps in (ky, kx, c) order; weights ``[27, 8]``). ``r0``..``r2``: offsets of
+    the three input rows (their left border pixel); ``left``: 'SAME' padding on the left (0 or 1); ``ow >= 16``
+    (the last 16 pixels may overlap the previous ones, which are then stored twice, equal)."""
+    vec = load_row16(prm, b_off, 1)     # shape template: one f32x16
+    for jt in range(0, ow, 16):
+        j0 = min(jt, ow - 16)
+        acc = splat_rows(prm, b_off, 8)
+        tap = w_off
+        for ky in range(3):
+            row = r0 if ky == 0 else (r1 if ky == 1 else r2)
+            for kx in range(3):
+                b = kx + 1 - left          # bordered column of pixel 0's tap: 2 j + b for pixel j
+                base = row + (b % 2) * plane + b // 2 + j0
+                for c in range(3):
+                    acc = rows_fma_splat(load_like(vec, a, base + 2 * c * plane)[0], prm, tap, acc)
+                    tap += 8
+        if relu6:
+            acc = rows_clamp6(acc)
+        store_transposed(dst, d_base + j0 * 8, acc)
+
+
 # ------------------------------------------------------------------------------------------ tensors
 # Scalar loops index with unsigned integers: Numba then skips Python's negative-index wrap-around, which
 # would otherwise stop LLVM from vectorizing them.
@@ -423,10 +459,30 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
     Returns how many of its values are not in [lo, hi] (NaN and infinities included), so the caller can refuse
     the image."""
     src = (n * h + r) * w * 3
-    dst = _row(t, st[k, TOUT], r)
+    to = st[k, TOUT]
     m = st[k, W1]
     scale, offset, lo, hi = prm[m], prm[m + 1], prm[m + 2], prm[m + 3]
     bad = np.int32(0)
+    plane = t[to, T_PLANE]
+    if plane > 0:        # planar rows for the stem: one run per channel c and parity q of bordered columns
+        for q in range(w * 3):
+            v = xf[np.uint64(src + q)]
+            if not ((v >= lo) & (v <= hi)):   # NaN fails both
+                bad += np.int32(1)
+        row = _padded_row(t, to, r)
+        x0 = 0
+        while x0 + 32 <= w:     # 32 columns at a time: even ones (bordered b = x + 1 odd) and odd ones
+            v6 = deinterleave_rgb32(xf, src + x0 * 3)
+            for c in range(3):
+                store_affine(a, row + (2 * c + 1) * plane + x0 // 2, v6[2 * c], scale, offset)
+                store_affine(a, row + 2 * c * plane + x0 // 2 + 1, v6[2 * c + 1], scale, offset)
+            x0 += 32
+        for x in range(x0, w):
+            dst = row + (x + 1) % 2 * plane + (x + 1) // 2
+            for c in range(3):
+                a[np.uint64(dst + 2 * c * plane)] = xf[np.uint64(src + x * 3 + c)] * scale + offset
+        return np.int64(bad)
+    dst = _row(t, to, r)
     for q in range(w * 3):
         v = xf[np.uint64(src + q)]
         if not ((v >= lo) & (v <= hi)):   # NaN fails both
@@ -447,8 +503,13 @@ def _conv_row(st, k, t, a, prm, qprm, i):
     seg1 = _padded_row(t, ti, top + 1) + col if kk > 1 else Z
     seg2 = _padded_row(t, ti, top + 2) + col if kk > 2 else Z
     cout, ow = t[to, T_C], t[to, T_W]
-    gemm(a, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, st[k, W1], st[k, B1], cout,
-         st[k, RELU1] != 0, a, _row(t, to, i), cout, ow, Z, NO, Z, Z)
+    plane = t[ti, T_PLANE]
+    if plane > 0:
+        _stem_planar_row(a, _padded_row(t, ti, top), _padded_row(t, ti, top + 1), _padded_row(t, ti, top + 2),
+                         plane, st[k, PAD_L], ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0, a, _row(t, to, i))
+    else:
+        gemm(a, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, st[k, W1], st[k, B1], cout,
+             st[k, RELU1] != 0, a, _row(t, to, i), cout, ow, Z, NO, Z, Z)
     if qprm is not None:                # (None: a float model; Numba then compiles no integer code)
         if st[k, Q1] >= 0:
             _requant_rows(t, to, a, i, 1, prm, qprm, st[k, Q1])
@@ -585,8 +646,8 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
 def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record, head, logits, cycles, bad):
     """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1]) one after another in one arena;
     pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into ``ends``. When
-    ``head`` = (weights, biases, C, classes) offsets and padded sizes of the logits layer has classes > 0,
-    the logits [N, classes] go to the flat ``logits`` (requantized by record ``head[4]`` when that is >= 0). ``cycles``: see :func:`run_image` (the logits are
+    ``head`` = (weights, biases, C, classes, requantization record or -1) of the logits layer has classes > 0,
+    the logits [N, classes] go to the flat ``logits``. ``cycles``: see :func:`run_image` (the logits are
     counted as one more stage, the last entry). ``bad[n]``: how many values of image n are outside [0, 1]."""
     nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
     xf = x.reshape(x.size)

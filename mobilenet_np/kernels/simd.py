@@ -412,6 +412,124 @@ def tile_dot_rows(typingctx, src, offs, rows, acc):
     return acc(src, offs, rows, acc), codegen
 
 
+# ------------------------------------------------------------------------------ channel-major rows
+# A "channel-major row" is a tuple of NV f32x16 vectors, vector c holding channel c of 16 consecutive pixels
+# (the stem kernel, fused._stem_planar_row: its inputs are vectors of 16 pixels, its weights scalars).
+@intrinsic(prefer_literal=True)
+def splat_rows(typingctx, buf, i, count):
+    """``count`` vectors, vector c = ``buf[i + c]`` in all 16 lanes."""
+    n = _literal_int(count)
+    if n is None or not (_is_buffer(buf) and isinstance(i, types.Integer)):
+        return None
+    rtype = types.UniTuple(f32x16, n)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for c in range(n):
+            x = builder.load(builder.gep(ptr, [ir.Constant(ir.IntType(64), c)]), align=4, typ=ir.FloatType())
+            out = builder.insert_value(out, _splat(builder, x, 16), c)
+        return out
+    return rtype(buf, i, count), codegen
+
+
+@intrinsic
+def rows_fma_splat(typingctx, x, buf, i, acc):
+    """``acc[c] += x * buf[i + c]`` for every vector c of ``acc`` (``x``: an f32x16 of 16 pixels' inputs)."""
+    if not (x == f32x16 and _is_buffer(buf) and isinstance(i, types.Integer) and isinstance(acc, types.UniTuple)
+            and acc.dtype == f32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[1], args[1], sig.args[2], args[2])
+        out = args[3]
+        for c in range(acc.count):
+            w = builder.load(builder.gep(ptr, [ir.Constant(ir.IntType(64), c)]), align=4, typ=ir.FloatType())
+            out = builder.insert_value(out, _fmuladd(builder, args[0], _splat(builder, w, 16),
+                                                     builder.extract_value(out, c)), c)
+        return out
+    return acc(x, buf, i, acc), codegen
+
+
+@intrinsic
+def rows_clamp6(typingctx, acc):
+    """ReLU6 of every vector of a channel-major row."""
+    if not (isinstance(acc, types.UniTuple) and isinstance(acc.dtype, F32Vector)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        out = args[0]
+        for c in range(acc.count):
+            out = builder.insert_value(out, _clamp6(builder, builder.extract_value(out, c)), c)
+        return out
+    return acc(acc), codegen
+
+
+@intrinsic
+def store_transposed(typingctx, dst, i, acc):
+    """Store a channel-major row as pixels: ``dst[i + p * NV + c] = acc[c][p]`` for 16 pixels p and NV channels
+    c (NHWC, NV floats per pixel), one shuffle of the NV x 16 block, then contiguous stores."""
+    if not (_is_buffer(dst) and isinstance(i, types.Integer) and isinstance(acc, types.UniTuple)
+            and acc.dtype == f32x16 and acc.count & (acc.count - 1) == 0):    # NV a power of two
+        return None
+    nv = acc.count
+
+    def codegen(context, builder, sig, args):
+        vecs = [builder.extract_value(args[2], c) for c in range(nv)]
+        width = 16
+        while len(vecs) > 1:            # concatenate: [c0 | c1 | ... ], channel-major, 16 * nv lanes
+            pairs = []
+            for k in range(0, len(vecs), 2):
+                mask = ir.Constant(ir.VectorType(_I32, 2 * width), list(range(2 * width)))
+                pairs.append(builder.shuffle_vector(vecs[k], vecs[k + 1], mask))
+            vecs, width = pairs, 2 * width
+        block = vecs[0]
+        order = [c * 16 + p for p in range(16) for c in range(nv)]     # pixel-major
+        undef = ir.Constant(block.type, ir.Undefined)
+        pixels = builder.shuffle_vector(block, undef, ir.Constant(ir.VectorType(_I32, 16 * nv), order))
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        builder.store(pixels, builder.bitcast(ptr, pixels.type.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.none(dst, i, acc), codegen
+
+
+@intrinsic
+def deinterleave_rgb32(typingctx, buf, i):
+    """32 RGB pixels ``buf[i : i + 96]`` as 6 vectors of 16: vector ``2 c + e`` holds channel c of the pixels of
+    parity e (pixels e, e + 2, ..., e + 30); a few permutes instead of 96 scalar moves."""
+    if not (_is_buffer(buf) and isinstance(i, types.Integer)):
+        return None
+    rtype = types.UniTuple(f32x16, 6)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        block = _vector_load(builder, ptr, 96)
+        undef = ir.Constant(block.type, ir.Undefined)
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for c in range(3):
+            for e in range(2):
+                mask = ir.Constant(ir.VectorType(_I32, 16), [(2 * p + e) * 3 + c for p in range(16)])
+                out = builder.insert_value(out, builder.shuffle_vector(block, undef, mask), 2 * c + e)
+        return out
+    return rtype(buf, i), codegen
+
+
+@intrinsic
+def store_affine(typingctx, dst, i, v, scale, offset):
+    """``dst[i : i + lanes] = v * scale + offset`` (a multiply, then an add: two roundings, as in scalar code)."""
+    if not (_is_buffer(dst) and isinstance(i, types.Integer) and isinstance(v, F32Vector)
+            and scale == types.float32 and offset == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        lanes = sig.args[2].lanes
+        y = builder.fadd(builder.fmul(args[2], _splat(builder, args[3], lanes)), _splat(builder, args[4], lanes))
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        builder.store(y, builder.bitcast(ptr, y.type.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.none(dst, i, v, scale, offset), codegen
+
+
 @intrinsic
 def cycle_counter(typingctx):
     """The CPU's cycle counter (LLVM ``readcyclecounter``: ``rdtsc`` on x86, 0 where there is none), for the
