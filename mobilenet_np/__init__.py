@@ -42,7 +42,7 @@ MODES = ("float", "fake_quant", "uint8")
 
 
 def load(path, *, mode=None, engine="numba", fold_batch_norm=True, input_size=None, ema=False,
-         batch_norm_momentum=None, rounding="reference"):
+         batch_norm_momentum=None, rounding="reference", threads=1):
     """Load a model ready to ``classify`` / ``features`` / ``endpoints`` / ``signatures``.
 
     ``path``: our HDF5, any file ``weights_tools`` reads, a ``.tflite``, or a TF-Hub handle / short name
@@ -53,6 +53,9 @@ def load(path, *, mode=None, engine="numba", fold_batch_norm=True, input_size=No
     and activations; default for ``quantops``/``_quant`` handles) or ``"uint8"`` (TFLite integer arithmetic,
     bit-exact; covers int8 models too; ``rounding`` picks ``"reference"`` or ``"xnnpack"``).
     ``batch_norm_momentum`` is accepted as the v3/v4 hub modules accept it; it only matters for training.
+    ``threads``: how many threads share the images of a batch (float and uint8 models; Numba's thread pool).
+    ``engine`` for uint8 models: ``"numba"`` (the fast executor where the model fits it), ``"layers"`` (the
+    per-op kernels) or ``"numpy"``.
     """
     from . import hub
 
@@ -66,14 +69,15 @@ def load(path, *, mode=None, engine="numba", fold_batch_norm=True, input_size=No
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "uint8":
         from .integer import load_integer
-        model = load_integer(path, rounding=rounding)
+        model = load_integer(path, rounding=rounding, engine="ops" if engine == "layers" else engine,
+                             threads=threads)
     elif mode == "fake_quant":
         from .quantized import load_fake_quant
         model = load_fake_quant(path, engine=engine, input_size=input_size)
     else:
         weights = read_weights(path, input_size, ema)
         model = Model(weights.architecture(), weights.variables, engine=engine, fold_batch_norm=fold_batch_norm,
-                      weights=weights)
+                      weights=weights, threads=threads)
     if handle is not None:
         model.module_kind = handle.kind
     model.batch_norm_momentum = batch_norm_momentum

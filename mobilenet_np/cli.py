@@ -50,13 +50,20 @@ def cmd_convert(args):
     return 0
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _load_model(args):
     from . import load
 
     source = args.model or args.weights
     if not source:
         raise SystemExit("mobilenet-np: error: give --model HANDLE or --weights FILE")
-    return load(source, mode=args.mode, rounding=args.rounding)
+    return load(source, mode=args.mode, rounding=args.rounding, threads=args.threads)
 
 
 class _ImageBatches:
@@ -214,6 +221,8 @@ def build_parser():
         p.add_argument("--central-crop", type=float, metavar="FRACTION",
                        help="keep the central part before resizing (slim's eval uses 0.875)")
         p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--threads", type=_positive_int, default=1,
+                       help="threads sharing the images of each batch (default 1)")
 
     p = sub.add_parser("classify", help="print the top classes of each image")
     model_options(p)

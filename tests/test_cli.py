@@ -44,6 +44,16 @@ def test_classify_json_lines(workdir):
         assert all(t["label"] == ("background" if t["index"] == 0 else f"class {t['index']}") for t in l["top"])
 
 
+def test_threads_give_the_same_answers(workdir):
+    images = [workdir / "imgs" / "im0.png", workdir / "imgs" / "im1.png"]
+    one = run("classify", "--weights", workdir / "w.h5", "--json", *images)
+    two = run("classify", "--weights", workdir / "w.h5", "--json", "--threads", "2", *images)
+    assert one.returncode == two.returncode == 0, two.stderr
+    assert one.stdout == two.stdout
+    bad = run("classify", "--weights", workdir / "w.h5", "--threads", "0", *images)
+    assert bad.returncode == 2 and "at least 1" in bad.stderr
+
+
 def test_classify_folder_skips_unreadable_images_loudly(workdir):
     r = run("classify", "--weights", workdir / "w.h5", workdir / "imgs")
     assert r.returncode == 1

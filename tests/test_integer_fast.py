@@ -12,6 +12,7 @@ integer model in ``test_integer.py`` (``compare_with_tflite`` compares ``output`
 import numpy as np
 import pytest
 
+import mobilenet_np as mnp
 from mobilenet_np import executor as EX
 from mobilenet_np.integer import IntegerModel
 from mobilenet_np.integer_executor import EXACT_LIMIT
@@ -80,3 +81,13 @@ def test_every_fixture_file_runs_on_the_fast_path():
 def test_no_writes_outside_the_arena():
     model = IntegerModel(read_tflite(_path(V2)), "reference")
     check_arena_bounds(model._executor, np.ascontiguousarray(_photos(model.input_size)[:2], np.float32), False)
+
+
+def test_load_passes_threads_and_engine():
+    path = _path(SMALL)
+    fast = mnp.load(path, rounding="xnnpack", threads=2)
+    ops = mnp.load(path, rounding="xnnpack", engine="layers")
+    assert fast.fast_path == "fast executor" and fast._executor.threads == 2
+    assert ops.fast_path.startswith("off")
+    images = _photos(fast.input_size)[:3]
+    assert np.array_equal(fast.output(images), ops.output(images))
