@@ -175,7 +175,7 @@ def run_offsets(typingctx, base, stride, count):
     return rtype(base, stride, count), codegen
 
 
-def _make_load_row(lanes):
+def _make_load_row(lanes, splat=False):
     vtype = F32Vector(lanes)
 
     def load_row(typingctx, buf, i, count):
@@ -188,15 +188,20 @@ def _make_load_row(lanes):
             ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
             out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
             for v in range(n):
-                out = builder.insert_value(out, _vector_load(builder, builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)]), lanes), v)
+                at = builder.gep(ptr, [ir.Constant(ir.IntType(64), v if splat else v * lanes)])
+                vec = (_splat(builder, builder.load(at, align=4, typ=ir.FloatType()), lanes) if splat
+                       else _vector_load(builder, at, lanes))
+                out = builder.insert_value(out, vec, v)
             return out
         return rtype(buf, i, count), codegen
-    load_row.__name__ = f"load_row{lanes}"
-    load_row.__doc__ = f"``count`` consecutive ``f32x{lanes}`` vectors from ``buf[i:]`` (a tuple)."
+    load_row.__name__ = f"splat_rows{lanes}" if splat else f"load_row{lanes}"
+    load_row.__doc__ = (f"``count`` vectors, vector v = ``buf[i + v]`` in all {lanes} lanes (a tuple)." if splat else
+                        f"``count`` consecutive ``f32x{lanes}`` vectors from ``buf[i:]`` (a tuple).")
     return intrinsic(prefer_literal=True)(load_row)
 
 
 load_row8, load_row16 = _make_load_row(8), _make_load_row(16)
+splat_rows = _make_load_row(16, splat=True)
 
 
 @intrinsic
@@ -415,24 +420,6 @@ def tile_dot_rows(typingctx, src, offs, rows, acc):
 # ------------------------------------------------------------------------------ channel-major rows
 # A "channel-major row" is a tuple of NV f32x16 vectors, vector c holding channel c of 16 consecutive pixels
 # (the stem kernel, fused._stem_planar_row: its inputs are vectors of 16 pixels, its weights scalars).
-@intrinsic(prefer_literal=True)
-def splat_rows(typingctx, buf, i, count):
-    """``count`` vectors, vector c = ``buf[i + c]`` in all 16 lanes."""
-    n = _literal_int(count)
-    if n is None or not (_is_buffer(buf) and isinstance(i, types.Integer)):
-        return None
-    rtype = types.UniTuple(f32x16, n)
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
-        for c in range(n):
-            x = builder.load(builder.gep(ptr, [ir.Constant(ir.IntType(64), c)]), align=4, typ=ir.FloatType())
-            out = builder.insert_value(out, _splat(builder, x, 16), c)
-        return out
-    return rtype(buf, i, count), codegen
-
-
 @intrinsic
 def rows_fma_splat(typingctx, x, buf, i, acc):
     """``acc[c] += x * buf[i + c]`` for every vector c of ``acc`` (``x``: an f32x16 of 16 pixels' inputs)."""
