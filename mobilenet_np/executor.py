@@ -107,7 +107,7 @@ class FastExecutor:
         self.architecture = architecture
         self.threads = int(threads)
         params = _Params()
-        self._input_map = params.add(self.input_map())
+        self._input_map = params.add(self._input_transform())
         self._layers = []     # (layer, dict of parameter offsets)
         for layer, w, bias, bn in steps:
             if bn is not None:
@@ -140,7 +140,7 @@ class FastExecutor:
 
     # ------------------------------------------------------------------------------------------ hooks
     # (the integer executor, mobilenet_np.integer_executor, overrides these)
-    def input_map(self):
+    def _input_transform(self):
         """``(scale, offset, lo, hi)`` of the input stage: ``x -> scale x + offset``, valid in [lo, hi]."""
         return (2.0, -1.0, 0.0, 1.0)
 
@@ -186,7 +186,9 @@ class FastExecutor:
             """All rows in one step for small maps (one GEMM, weights streamed once), else one at a time."""
             return h if h * w <= WHOLE_MAP_PIXELS else 1
 
-        q = lambda layer: self._requant.get(layer.name, -1)   # noqa: E731
+        def q(layer):     # the layer's requantization record, -1 for a float layer
+            return self._requant.get(layer.name, -1)
+
         cur = add(_Stage(fused.ST_INPUT, _Tensor(height, width, 3, 1), W1=self._input_map))
         cur.producer.names = ["input"]
         i = 0

@@ -465,10 +465,13 @@ class IntegerModel:
 
     def run(self, images):
         """Every tensor computed for ``images``: ``{tensor index: array}`` (each in its tensor's dtype)."""
-        x = self.quantize_input(images)
-        values = {self.input_tensor.index: x}
+        return self.run_ops({self.input_tensor.index: self.quantize_input(images)}, 0)
+
+    def run_ops(self, values, first):
+        """Run operators ``first``, ``first + 1``, ... on the tensors in ``values`` (``{tensor index: array}``),
+        adding their outputs to it; returns ``values``."""
         tensors = self.tflite.tensors
-        for op, step in zip(self.tflite.operators, self._steps):
+        for op, step in zip(self.tflite.operators[first:], self._steps[first:]):
             y = step(values)
             out = tensors[op.outputs[0]]
             values[out.index] = y.astype(out.dtype, copy=False) if out.dtype is not None else y
@@ -478,10 +481,7 @@ class IntegerModel:
         """The tensors the outputs need (``run``'s dict; on the fast executor only the pool and later ones)."""
         if self._executor is None:
             return self.run(images)
-        q = self.quantize_input(images)
-        if q.dtype == np.float32:
-            return self.run(images)
-        return finish(self._chain, self._executor, self, q)
+        return finish(self._chain, self._executor, self, self.quantize_input(images))
 
     def endpoints(self, images):
         """``{slim endpoint name: integer tensor}`` for every op output, plus ``"output"`` (see module doc).

@@ -233,7 +233,7 @@ class IntegerExecutor(FastExecutor):
         except ValueError as exc:
             raise NotAChain(str(exc)) from None
 
-    def input_map(self):
+    def _input_transform(self):
         zx, qmin, qmax = self.chain.input
         return (1.0, -float(zx), float(qmin), float(qmax))
 
@@ -289,8 +289,4 @@ def finish(chain, executor, model, q):
         if op is not None:
             t = tensors[op.outputs[0]]
             values[t.index] = y.astype(t.dtype).reshape((n,) + tuple(t.shape[1:]))
-    for op, step in zip(model.tflite.operators[chain.tail:], model._steps[chain.tail:]):
-        o = tensors[op.outputs[0]]
-        y = step(values)
-        values[o.index] = y.astype(o.dtype, copy=False) if o.dtype is not None else y
-    return values
+    return model.run_ops(values, chain.tail)
