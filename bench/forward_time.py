@@ -1,4 +1,4 @@
-"""Time one forward pass of mobilenet_np (no peers; the side-by-side benchmark is bench/compare.py, to come).
+"""Time one forward pass of mobilenet_np alone (no peers; the side-by-side benchmark is bench/compare.py).
 
     python bench/forward_time.py [WEIGHTS] [--size 128] [--batch 1] [--repeats 30]
 
