@@ -195,17 +195,29 @@ class IntegerModel:
             if b.dtype != np.int32 or b.shape != (channels,):
                 self._fail(op, f"bias {bias.name!r} is {b.dtype} {b.shape}, expected int32 ({channels},)")
             b = np.ascontiguousarray(b, np.int32)
-        zw = wq.zero_point.astype(np.int32)
         lo, hi = self._act(op, out)
-        return zx, zw, b, (qm, shift, fscale, zy, lo, hi)
+        return zx, b, (qm, shift, fscale, zy, lo, hi)
+
+    def _filter(self, op, w, layout, what="filter"):
+        """The constant filter ``w`` minus its zero point(s), int32, in a kernel's layout: ``"hwio"`` (CONV_2D,
+        stored OHWI), ``"hwc"`` (DEPTHWISE_CONV_2D, stored ``[1, KH, KW, C]``) or ``"io"`` (FULLY_CONNECTED, or
+        a 1x1 CONV_2D, as the matrix ``[K, C_out]``)."""
+        q = np.asarray(self._const(op, w.index, what)).astype(np.int32)
+        zw = w.quantization.zero_point.astype(np.int32)
+        if layout == "hwc":
+            return np.ascontiguousarray(q[0] - zw.reshape(-1))
+        q = q - zw.reshape((-1,) + (1,) * (q.ndim - 1))
+        if layout == "hwio":
+            return np.ascontiguousarray(q.transpose(1, 2, 3, 0))
+        return np.ascontiguousarray(q.reshape(len(q), -1).T)
 
     def _prep_conv_2d(self, op, ins, out):
         x, w, bias = (ins + [None])[:3]
         o = op.options
         wdata = self._const(op, w.index, "filter")
         cout, kh, kw, cin = wdata.shape
-        zx, zw, b, rq = self._conv_params(op, x, w, bias, out, cout, 0)
-        wc = np.ascontiguousarray((wdata.astype(np.int32) - zw.reshape(-1, 1, 1, 1)).transpose(1, 2, 3, 0))
+        zx, b, rq = self._conv_params(op, x, w, bias, out, cout, 0)
+        wc = self._filter(op, w, "hwio")
         strides, dil = (o["stride_h"], o["stride_w"]), (o["dilation_h_factor"], o["dilation_w_factor"])
         conv = self._k["int_conv2d"]
         mode = self._mode
@@ -226,8 +238,8 @@ class IntegerModel:
         if cout % cin:
             self._fail(op, f"{cout} output channels are not a multiple of {cin} input channels")
         mult = cout // cin
-        zx, zw, b, rq = self._conv_params(op, x, w, bias, out, cout, 3)
-        wc = np.ascontiguousarray(wdata[0].astype(np.int32) - zw.reshape(-1))
+        zx, b, rq = self._conv_params(op, x, w, bias, out, cout, 3)
+        wc = self._filter(op, w, "hwc")
         strides, dil = (o["stride_h"], o["stride_w"]), (o["dilation_h_factor"], o["dilation_w_factor"])
         conv = self._k["int_depthwise_conv2d"]
         mode = self._mode
@@ -245,8 +257,8 @@ class IntegerModel:
             self._fail(op, "keep_num_dims is not supported")
         wdata = self._const(op, w.index, "weights")
         cout, k = wdata.shape
-        zx, zw, b, rq = self._conv_params(op, x, w, bias, out, cout, 0)
-        wc = np.ascontiguousarray((wdata.astype(np.int32) - zw.reshape(-1, 1)).T.reshape(1, 1, k, cout))
+        zx, b, rq = self._conv_params(op, x, w, bias, out, cout, 0)
+        wc = self._filter(op, w, "io", "weights").reshape(1, 1, k, cout)
         conv = self._k["int_conv2d"]
         mode = self._mode
         if mode == FP.MODE_REFERENCE and w.quantization.per_channel and x.dtype == np.int8:

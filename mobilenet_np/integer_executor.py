@@ -47,6 +47,7 @@ class _Chain:
     and logits, and where the per-op tail starts."""
 
     def __init__(self):
+        self.input = self.size = None           # (z_x, qmin, qmax) of the input tensor; its (H, W)
         self.layers, self.steps = [], []        # dicts (Layer fields) and (w, b) float32
         self.requant, self.adds = {}, {}        # layer name -> (mode, zy, lo, hi, fscale, qm, shift) / ADD record
         self.pool = self.logits = None
@@ -137,15 +138,15 @@ def _read_conv(model, chain, k, op, ins, out, reach, first):
         raise NotAChain(f"operator {k} ({op.name}): {o['padding']} padding, stride {o['stride_h']}")
     depthwise = op.name == "DEPTHWISE_CONV_2D"
     cout = wdata.shape[3] if depthwise else wdata.shape[0]
-    zx, zw, b, (qm, shift, fscale, zy, lo, hi) = model._conv_params(op, xt, wt, bt, out, cout, 3 if depthwise else 0)
+    zx, b, (qm, shift, fscale, zy, lo, hi) = model._conv_params(op, xt, wt, bt, out, cout, 3 if depthwise else 0)
     kh, kw = wdata.shape[1:3]
     if depthwise:
         if (kh, kw) != (3, 3) or cout != xt.shape[3]:
             raise NotAChain(f"operator {k}: depthwise {kh}x{kw} with multiplier {cout // xt.shape[3]}")
-        w = (wdata[0].astype(np.int64) - zw.reshape(-1)).reshape(9, cout)                      # [taps, C]
+        w = model._filter(op, wt, "hwc").reshape(9, cout)                                      # [taps, C]
         kind = "depthwise"
     else:
-        w = (wdata.astype(np.int64) - zw.reshape(-1, 1, 1, 1)).transpose(1, 2, 3, 0).reshape(-1, cout)
+        w = model._filter(op, wt, "hwio").reshape(-1, cout)                                    # [taps, C_out]
         kind = "pointwise" if (kh, kw) == (1, 1) and o["stride_h"] == 1 else "conv"
         if kind == "conv" and (kh != kw or kh > 3 or not first):
             raise NotAChain(f"operator {k}: a {kh}x{kw} convolution that is not the 3x3 stem")
@@ -201,8 +202,8 @@ def _read_logits(model, chain, k, op, reach):
     if op.name == "CONV_2D" and wdata.shape[1:3] != (1, 1) or op.options.get("keep_num_dims"):
         return
     cout = wdata.shape[0]
-    zx, zw, b, (qm, shift, fscale, zy, lo, hi) = model._conv_params(op, xt, wt, bt, out, cout, 0)
-    w = (wdata.reshape(cout, -1).astype(np.int64) - zw.reshape(-1, 1)).T
+    zx, b, (qm, shift, fscale, zy, lo, hi) = model._conv_params(op, xt, wt, bt, out, cout, 0)
+    w = model._filter(op, wt, "io")
     bound = int((np.abs(b.astype(np.int64)) + reach[xt.index] * np.abs(w).sum(axis=0)).max())
     if bound >= EXACT_LIMIT:
         return
@@ -268,14 +269,12 @@ class IntegerExecutor(FastExecutor):
         plan = self.plan(x.shape[1], x.shape[2])
         head = self._no_head if self._head is None else self._head
         pooled, out, _ = self._call(x, plan, head, False, None)
-        body = [layer for layer, _ in self._layers if layer.op != "logits"]
-        pool = self.chain.pool[1]
-        features = pooled.reshape(n, plan.features)[:, :body[-1].out_channels].astype(np.int64) + pool[4]
+        channels = self._layers[-2 if self._head is not None else -1][0].out_channels
+        features = pooled.reshape(n, plan.features)[:, :channels].astype(np.int64) + self.chain.pool[1][4]
         if self._head is None:
             return features, None
-        logits = self._layers[-1][0]
-        zy = self.chain.requant["logits"][1]
-        return features, out[:n * head[3]].reshape(n, head[3])[:, :logits.out_channels].astype(np.int64) + zy
+        classes, zy = self._layers[-1][0].out_channels, self.chain.requant["logits"][1]
+        return features, out[:n * head[3]].reshape(n, head[3])[:, :classes].astype(np.int64) + zy
 
 
 def finish(chain, executor, model, q):

@@ -152,6 +152,22 @@ def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d
 
 
 @njit(cache=True, _nrt=False)
+def _stationary_block(src, s_base, seglen, s_step, npx, prm, w, nb, brow, relu6, dst, d_base, d_step, d_rowpx,
+                      d_rowstride, res, r_base, r_step):
+    """:func:`_gemm_stationary` for one block of ``nb`` output channels (``brow``: its biases) with ``seglen``
+    = 8 or 16 inputs, its weights ``[seglen, nb]`` at ``prm[w]`` (a register count must be a compile-time
+    constant, hence two branches)."""
+    if seglen == 8:
+        rows8 = load_rows_like(brow, prm, w, nb, 8)
+        _gemm_stationary(src, s_base, s_step, npx, rows8, brow, relu6, dst, d_base, d_step, d_rowpx, d_rowstride,
+                         res, r_base, r_step)
+    else:
+        rows16 = load_rows_like(brow, prm, w, nb, 16)
+        _gemm_stationary(src, s_base, s_step, npx, rows16, brow, relu6, dst, d_base, d_step, d_rowpx, d_rowstride,
+                         res, r_base, r_step)
+
+
+@njit(cache=True, _nrt=False)
 def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, cout, relu6,
          dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step):
     """``dst[pixel, :cout] = act(bias + sum_i in_i * w[i, :])`` [``+ dst[residual pixel]``] for ``npx`` pixels.
@@ -180,28 +196,14 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
         # Few inputs: the narrow blocks (16 and 8 channels) keep their weights in registers.
         end = cout - cout % 16 if cout % 16 == 8 else cout
         cout16 = end - end % 32 if end % 32 == 16 else end      # up to here: tiles (64/32-wide blocks)
-        ob = cout16
-        if cout16 < end and seglen == 8:
-            _gemm_stationary(src, seg0, s_step, npx,
-                             load_rows_like(load_row16(prm, b_off + ob, 1), prm, w_off + ob * 8, 16, 8),
-                             load_row16(prm, b_off + ob, 1), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride,
-                             res, r_base + ob, r_step)
-        elif cout16 < end:
-            _gemm_stationary(src, seg0, s_step, npx,
-                             load_rows_like(load_row16(prm, b_off + ob, 1), prm, w_off + ob * 16, 16, 16),
-                             load_row16(prm, b_off + ob, 1), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride,
-                             res, r_base + ob, r_step)
-        ob = end
-        if end < cout and seglen == 8:
-            _gemm_stationary(src, seg0, s_step, npx,
-                             load_rows_like(load_row8(prm, b_off + ob, 1), prm, w_off + ob * 8, 8, 8),
-                             load_row8(prm, b_off + ob, 1), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride,
-                             res, r_base + ob, r_step)
-        elif end < cout:
-            _gemm_stationary(src, seg0, s_step, npx,
-                             load_rows_like(load_row8(prm, b_off + ob, 1), prm, w_off + ob * 16, 8, 16),
-                             load_row8(prm, b_off + ob, 1), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride,
-                             res, r_base + ob, r_step)
+        if cout16 < end:
+            _stationary_block(src, seg0, seglen, s_step, npx, prm, w_off + cout16 * seglen, np.int64(16),
+                              load_row16(prm, b_off + cout16, 1), relu6, dst, d_base + cout16, d_step, d_rowpx,
+                              d_rowstride, res, r_base + cout16, r_step)
+        if end < cout:
+            _stationary_block(src, seg0, seglen, s_step, npx, prm, w_off + end * seglen, np.int64(8),
+                              load_row8(prm, b_off + end, 1), relu6, dst, d_base + end, d_step, d_rowpx,
+                              d_rowstride, res, r_base + end, r_step)
         cout = cout16     # the wide blocks, below
         ob = 0
     while cout - ob >= 64:
@@ -573,13 +575,13 @@ def _pool_row(st, k, t, a, prm, qprm, i, acc, pooled, n):
         for ch in range(c):
             acc[np.uint64(ch)] += a[np.uint64(base + p * c + ch)]
     if i == h - 1:
+        if qprm is not None:
+            if st[k, Q1] >= 0:
+                for ch in range(c):
+                    pooled[np.uint64(n * c + ch)] = pool_finish(acc[np.uint64(ch)], prm, qprm, st[k, Q1])
+                return
         for ch in range(c):
             pooled[np.uint64(n * c + ch)] = acc[np.uint64(ch)] / (h * w)
-        if qprm is not None:
-            q = st[k, Q1]
-            if q >= 0:
-                for ch in range(c):
-                    pooled[np.uint64(n * c + ch)] = pool_finish(acc[np.uint64(ch)], prm, qprm, q)
 
 
 @njit(cache=True, _nrt=False)
