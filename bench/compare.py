@@ -26,10 +26,13 @@ import mobilenet_np as mnp  # noqa: E402
 from mobilenet_np.testing import fixture_path  # noqa: E402
 
 CASES = {
-    # name: (family, alpha, size, fixture weights or None for realistic random weights)
-    "v1_025_128": ("v1", 0.25, 128, "models/mobilenet_v1_0.25_128_2017/frozen_graph.pb"),
-    "v1_025_224": ("v1", 0.25, 224, "models/mobilenet_v1_0.25_224/mobilenet_v1_0.25_224_frozen.pb"),
-    "v2_050_160": ("v2", 0.5, 160, None),
+    # name: (family, alpha, size, fixture weights or None for realistic random weights, top): top = logits (the
+    # classification model), else the pooled feature vector (the "feature_vector" modules; issue 7's anchor
+    # for V2 0.5/160 is "no top")
+    "v1_025_128": ("v1", 0.25, 128, "models/mobilenet_v1_0.25_128_2017/frozen_graph.pb", True),
+    "v1_025_224": ("v1", 0.25, 224, "models/mobilenet_v1_0.25_224/mobilenet_v1_0.25_224_frozen.pb", True),
+    "v2_050_160": ("v2", 0.5, 160, None, True),
+    "v2_050_160_notop": ("v2", 0.5, 160, None, False),
 }
 # integer cases: the same .tflite file for us and TFLite; ours with rounding="xnnpack" against the default
 # interpreter (XNNPACK) and with rounding="reference" against TFLite's reference kernels (BUILTIN_REF)
@@ -37,11 +40,11 @@ INTEGER_CASES = {
     "v1_025_128_uint8": "models/mobilenet_v1_0.25_128_quant/mobilenet_v1_0.25_128_quant.tflite",
     "v2_100_224_uint8": "models/tflite/coral_mobilenet_v2_1.0_224_quant.tflite",
 }
-DEFAULT_CASES = ["v1_025_128", "v1_025_224", "v2_050_160", "v1_025_128_uint8"]
+DEFAULT_CASES = ["v1_025_128", "v1_025_224", "v2_050_160", "v2_050_160_notop", "v1_025_128_uint8"]
 
 
 def weights_for(case):
-    family, alpha, size, rel = CASES[case]
+    family, alpha, size, rel, _ = CASES[case]
     path = fixture_path(rel) if rel else None
     if path is not None:
         return mnp.read_weights(str(path))
@@ -50,8 +53,9 @@ def weights_for(case):
 
 
 # ------------------------------------------------------------------------------------------------- peers
-def keras_model(ws):
-    """The keras.applications model with our slim variables loaded (the inverse of weights_tools.names)."""
+def keras_model(ws, top=True):
+    """The keras.applications model with our slim variables loaded (the inverse of weights_tools.names);
+    without ``top``, the pooled feature vector (``include_top=False, pooling="avg"``)."""
     import keras
 
     from weights_tools.names import keras_to_slim
@@ -59,7 +63,7 @@ def keras_model(ws):
     size = ws.input_size
     builder = keras.applications.MobileNet if ws.family == "mobilenet_v1" else keras.applications.MobileNetV2
     model = builder(alpha=ws.depth_multiplier, input_shape=(*size, 3), weights=None, classes=ws.num_classes,
-                    classifier_activation=None)
+                    classifier_activation=None, include_top=top, pooling=None if top else "avg")
     for layer in model.layers:
         values = []
         for var in layer.weights:
@@ -123,8 +127,9 @@ def tensorflow_runner(keras_net, threads):
     return lambda x: fn(tf.constant(x)).numpy()
 
 
-def onnx_model(model):
-    """An ONNX graph of the same network from our folded weights (NCHW Conv, Clip, GlobalAveragePool, Gemm)."""
+def onnx_model(model, include_top=True):
+    """An ONNX graph of the same network from our folded weights (NCHW Conv, Clip, GlobalAveragePool, Gemm);
+    without ``include_top`` its output is the pooled feature vector."""
     from onnx import TensorProto, helper, numpy_helper
 
     arch = model.architecture
@@ -165,25 +170,27 @@ def onnx_model(model):
         if layer.ends_block and layer.residual:
             nodes.append(helper.make_node("Add", [x, block_input], [f"a{i}"]))
             x = f"a{i}"
-    _, weights, bias, _ = model._steps[-1]
-    inits += [numpy_helper.from_array(weights, "wl"), numpy_helper.from_array(bias, "bl")]
     nodes += [helper.make_node("GlobalAveragePool", [x], ["pool"]),
-              helper.make_node("Flatten", ["pool"], ["flat"]),
-              helper.make_node("Gemm", ["flat", "wl", "bl"], ["logits"])]
+              helper.make_node("Flatten", ["pool"], ["flat" if include_top else "out"])]
+    if include_top:
+        _, weights, bias, _ = model._steps[-1]
+        inits += [numpy_helper.from_array(weights, "wl"), numpy_helper.from_array(bias, "bl")]
+        nodes.append(helper.make_node("Gemm", ["flat", "wl", "bl"], ["out"]))
+    width = arch.num_classes if include_top else arch.num_features
     graph = helper.make_graph(nodes, "mobilenet", [helper.make_tensor_value_info(
         "images", TensorProto.FLOAT, ["n", *arch.default_size, 3])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", arch.num_classes])], inits)
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", width])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
-def onnx_runner(model, threads):
+def onnx_runner(model, threads, top=True):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx_model(model), options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(["logits"], {"images": x})[0]
+    session = ort.InferenceSession(onnx_model(model, top), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(["out"], {"images": x})[0]
 
 
 # ------------------------------------------------------------------------------------------------ timing
@@ -208,12 +215,13 @@ def bench_case(case, batch, threads, repeats, peers):
     ours = mnp.Model(ws.architecture(), ws.variables, weights=ws, threads=threads)
     size = ws.input_size
     x = np.random.default_rng(0).uniform(0, 1, (batch, *size, 3)).astype(np.float32)
-    runners = {"mobilenet_np": ours.classify}
-    reference = ours.classify(x)
+    top = CASES[case][4]
+    runners = {"mobilenet_np": ours.classify if top else ours.features}
+    reference = runners["mobilenet_np"](x)
     if peers:
-        net = keras_model(ws)
+        net = keras_model(ws, top)
         runners["tflite_xnnpack"] = tflite_runner(net, batch, threads)
-        runners["onnxruntime"] = onnx_runner(ours, threads)
+        runners["onnxruntime"] = onnx_runner(ours, threads, top)
         runners["tensorflow"] = tensorflow_runner(net, threads)
         for name, run in runners.items():  # same weights, same answers (a peer with other weights is no peer)
             worst = float(np.abs(run(x) - reference).max())
@@ -312,7 +320,7 @@ def profile(case, repeats):
     images = x * 0.5 + 0.5
     table["logits"] = model.architecture.logits.macs(1, 1) if model.architecture.logits else 0
     _print_stage_profile(f"{case}, engine='numba' (fast executor)", fast.executor.plan(*ws.input_size),
-                         lambda cycles: fast.executor.run(images, logits=True, cycles=cycles), repeats, table)
+                         lambda cycles: fast.executor.run(images, logits=CASES[case][4], cycles=cycles), repeats, table)
 
 
 def profile_integer(case, repeats, rounding="xnnpack"):

@@ -74,6 +74,42 @@ def _pad_to(a, shape):
     return out
 
 
+def _aligned(n):
+    return -(-n // ALIGN) * ALIGN
+
+
+def _lifetimes(stages, schedule, tensor_ids):
+    """Per tensor (in id order, from 1), the first and last schedule step that writes or reads it."""
+    life = np.full((len(tensor_ids), 2), -1, np.int64)
+    for q, k in enumerate(schedule[:, 0]):
+        st = stages[k]
+        touched = [src for src, _ in st.inputs] + ([st.out] if id(st.out) in tensor_ids else [])
+        for t in touched:
+            j = tensor_ids[id(t)] - 1
+            life[j, 0] = q if life[j, 0] < 0 else life[j, 0]
+            life[j, 1] = q
+    return life
+
+
+def assign_offsets(sizes, lifetimes):
+    """Offsets for buffers of ``sizes`` live over the closed step ranges ``lifetimes`` [(first, last)], so that
+    buffers live at the same time never overlap: the largest first, each at the lowest offset that fits
+    among the ones already placed whose lifetimes meet its own. Returns (offsets, total size)."""
+    offsets = [0] * len(sizes)
+    placed = []
+    for j in sorted(range(len(sizes)), key=lambda j: (-sizes[j], lifetimes[j][0])):
+        first, last = lifetimes[j]
+        at = 0
+        for o, size in sorted((offsets[i], sizes[i]) for i in placed
+                              if lifetimes[i][0] <= last and first <= lifetimes[i][1]):
+            if o >= at + sizes[j]:
+                break
+            at = max(at, o + size)
+        offsets[j] = at
+        placed.append(j)
+    return offsets, max((o + s for o, s in zip(offsets, sizes)), default=0)
+
+
 class Plan:
     """The stages, tensors and schedule for one input size (int64 arrays for :func:`fused.forward`), the
     arena size in floats, the padded feature count and the endpoint layout (``ends``: name -> (offset per
@@ -290,9 +326,11 @@ class FastExecutor:
     def _make_plan(self, height, width, record):
         stages, features, ends, ends_size = self._stages(height, width, record)
         schedule, keep = self._schedule(stages)
+        # The arena: [zero row | input rows | tensors, sharing memory | depthwise scratch]. The zero row and
+        # the input rows are private and zeroed by every call (their borders are never written); the other
+        # tensors share memory when their lifetimes do not overlap, and their writers zero their borders.
         tensors = [np.zeros(fused.T_NCOLS, np.int64)]   # tensor 0: the shared row of zeros
-        tensor_ids = {}
-        offset = 0
+        tensor_ids, sizes = {}, []
         zero_len = 0
         scratch = 0
         for k, st in enumerate(stages):
@@ -303,18 +341,22 @@ class FastExecutor:
             ring = t.h if st.group > 1 else min(keep[k], t.h)   # a group's rows are written as one run
             tensor_ids[id(t)] = len(tensors)
             row = np.zeros(fused.T_NCOLS, np.int64)
-            row[[fused.T_BASE, fused.T_RING, fused.T_ROWLEN, fused.T_BORDER, fused.T_H, fused.T_W, fused.T_C,
-                 fused.T_PLANE]] = (offset, ring, rowlen, t.border, t.h, t.w, t.c, t.plane)
+            row[[fused.T_RING, fused.T_ROWLEN, fused.T_BORDER, fused.T_H, fused.T_W, fused.T_C,
+                 fused.T_PLANE]] = (ring, rowlen, t.border, t.h, t.w, t.c, t.plane)
             tensors.append(row)
-            offset += -(-ring * rowlen // ALIGN) * ALIGN
+            sizes.append(_aligned(ring * rowlen))
             if t.border:
                 zero_len = max(zero_len, rowlen)
             if st.op == fused.ST_DWPW:
                 scratch = max(scratch, st.group * t.w * st.inputs[0][0].c)
-        tensors[0][fused.T_BASE] = offset
-        offset += -(-zero_len // ALIGN) * ALIGN
-        scratch_at = offset
-        offset += -(-scratch // ALIGN) * ALIGN
+        private = _aligned(zero_len) + sizes[0]        # the zero row, then the input stage's rows
+        tensors[0][fused.T_ROWLEN] = private
+        tensors[1][fused.T_BASE] = _aligned(zero_len)
+        shared, shared_size = assign_offsets(sizes[1:], _lifetimes(stages, schedule, tensor_ids)[1:])
+        for ti, offset in enumerate(shared, start=2):
+            tensors[ti][fused.T_BASE] = private + offset
+        scratch_at = private + shared_size
+        offset = scratch_at + _aligned(scratch)
         rows = []
         for st in stages:
             row = np.full(fused.NCOLS, -1, np.int64)

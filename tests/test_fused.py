@@ -135,13 +135,15 @@ def test_threads_give_identical_results():
 
 def check_arena_bounds(ex, images, record):
     """Run ``images`` through executor ``ex`` with guard zones around the arena and the outputs: nothing may be
-    written outside them, nor to the parameters."""
+    written outside them, nor to the parameters. The arena starts full of NaN (what tensors sharing its memory
+    leave behind): the outputs must be those of a fresh zeroed arena, so no border or zero row is read before
+    it is zeroed."""
     n = len(images)
     plan = ex.plan(images.shape[1], images.shape[2], record)
     guard = 4096
     arena = np.full(plan.arena_size + 2 * guard, 7.0, np.float32)
     inner = arena[guard:guard + plan.arena_size]
-    inner[:] = 0.0
+    inner[:] = np.nan
     acc = np.zeros(plan.features, np.float64)
     pooled = np.full(n * plan.features + guard, 7.0, np.float32)
     ends = np.full(max(n * plan.ends_size, 1) + guard, 7.0, np.float32)
@@ -154,6 +156,8 @@ def check_arena_bounds(ex, images, record):
     assert np.array_equal(ex.params, params) and (qparams is None or np.array_equal(ex.qparams, qparams))
     if record:
         assert not np.any(ends[:n * plan.ends_size] == 7.0)   # every endpoint value written
+    fresh, _, _ = ex._call(images, plan, ex._no_head, record, None)
+    assert np.array_equal(pooled[:n * plan.features], fresh)
 
 
 def test_no_writes_outside_the_arena_and_parameters_unchanged():
@@ -176,7 +180,40 @@ def test_schedule_keeps_few_rows_and_makes_every_row_once():
     # large maps live in rings of a few rows (a map read whole by a small layer's one-step GEMM is kept whole)
     big = [t for t in tensors[1:] if t[fused.T_H] > 28]
     assert big and all(t[fused.T_RING] <= 4 for t in big)
-    assert plan.arena_size * 4 < 2e6                             # the whole V1 0.25/224 arena: under 2 MB
+    assert plan.arena_size * 4 < 0.5e6            # V1 0.25/224: its tensors alone add up to 1.1 MB
+
+
+def test_assign_offsets_by_hand():
+    # the 4-float buffer first, at 0; the third meets it in time (step 1), so it goes above it, at 4; the
+    # second meets only the third (steps 2-3), so it fits below it, at 0; 6 floats in all
+    assert E.assign_offsets([4, 2, 2], [(0, 1), (2, 3), (1, 2)]) == ([0, 0, 4], 6)
+    assert E.assign_offsets([3, 3], [(0, 0), (1, 1)]) == ([0, 0], 3)            # never live together: shared
+    assert E.assign_offsets([], []) == ([], 0)
+
+
+@pytest.mark.parametrize("family, alpha, size", [("v1", 0.25, 224), ("v2", 0.5, 160)])
+def test_tensors_live_at_the_same_time_never_share_memory(family, alpha, size):
+    fast, _ = _pair(family, alpha)
+    plan = fast.executor.plan(size, size)
+    stages, tensors, schedule = plan.stages, plan.tensors, plan.schedule
+    steps = {}    # tensor -> schedule steps that write or read it, from the stage table itself
+    for q, k in enumerate(schedule[:, 0]):
+        for col in (fused.TIN, fused.TOUT, fused.TRES):
+            if stages[k, col] >= 0:
+                steps.setdefault(int(stages[k, col]), []).append(q)
+    spans = {ti: (min(v), max(v)) for ti, v in steps.items()}
+    ends = {ti: tensors[ti, fused.T_BASE] + tensors[ti, fused.T_RING] * tensors[ti, fused.T_ROWLEN] for ti in spans}
+    scratch = stages[0, fused.SCRATCH]
+    total = 0
+    for a in spans:
+        assert tensors[a, fused.T_BASE] >= tensors[0, fused.T_ROWLEN] or a == 1   # past the zero row (input: in it)
+        assert ends[a] <= scratch
+        total += ends[a] - tensors[a, fused.T_BASE]
+        for b in spans:
+            overlap = tensors[a, fused.T_BASE] < ends[b] and tensors[b, fused.T_BASE] < ends[a]
+            if a != b and overlap:
+                assert spans[a][1] < spans[b][0] or spans[b][1] < spans[a][0], (a, b)
+    assert plan.arena_size < 0.5 * total      # sharing is what makes the arena small
 
 
 def test_engines_and_models_the_executor_does_not_serve():

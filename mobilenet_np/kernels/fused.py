@@ -84,8 +84,11 @@ ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
 # one zero pixel left and right, zero rows above and below), height, width, channels (padded), and T_PLANE: 0
 # for pixels stored one after another (NHWC), else the image rows are stored planar for the stem
 # (:func:`_stem_planar_row`), runs of T_PLANE values per channel and column parity.
+# Tensors other than the input may share arena memory (when their lifetimes do not overlap), so whoever
+# writes rows of a bordered tensor zeroes their border pixels (:func:`_zero_borders`).
 T_BASE, T_RING, T_ROWLEN, T_BORDER, T_H, T_W, T_C, T_PLANE, T_NCOLS = range(9)
-ZERO_ROW = 0   # tensor 0 is the shared row of zeros (its T_BASE), never written
+ZERO_ROW = 0   # tensor 0 is the shared row of zeros at the arena's start (its T_BASE, 0), never written; its
+#                T_ROWLEN: how many floats from the arena's start (that row and the input rows) each image zeroes
 
 
 # ------------------------------------------------------------------------------------------ tiled GEMM
@@ -378,6 +381,21 @@ def _padded_row(t, ti, r):
 
 
 @njit(cache=True, _nrt=False)
+def _zero_borders(t, to, a, i, rows):
+    """Zero the left and right border pixels of rows ``i`` to ``i + rows - 1`` of tensor ``to`` (if it has a
+    border): its memory may have held another tensor before."""
+    if t[to, T_BORDER] == 0:
+        return
+    c = t[to, T_C]
+    right = (t[to, T_W] + 1) * c
+    for r in range(i, i + rows):
+        base = _padded_row(t, to, r)
+        for ch in range(c):
+            a[np.uint64(base + ch)] = 0.0
+            a[np.uint64(base + right + ch)] = 0.0
+
+
+@njit(cache=True, _nrt=False)
 def _record(a, src, npx, cpad, ends, e_off, creal):
     """Copy ``npx`` pixels (``cpad`` channels apart, the first ``creal`` of each) to ``ends[e_off:]``."""
     for p in range(npx):
@@ -619,6 +637,8 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
     each stage takes (the profile). Returns the number of input values outside [0, 1] (or NaN)."""
     profile = cycles.size > 0
     bad = 0
+    for q in range(tensors[ZERO_ROW, T_ROWLEN]):    # the zero row and the input rows (borders included)
+        a[np.uint64(q)] = 0.0
     for q in range(schedule.shape[0]):
         k = schedule[q, 0]
         i = schedule[q, 1]
@@ -636,6 +656,8 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
             bad += _input_row(stages, k, tensors, xf, h, w, n, i, a, prm)
         elif op == ST_POOL:
             _pool_row(stages, k, tensors, a, prm, qprm, i, acc, pooled, n)
+        if op != ST_INPUT and op != ST_POOL:
+            _zero_borders(tensors, stages[k, TOUT], a, i, rows)
         if record and op != ST_INPUT and op != ST_POOL:
             for r in range(i, i + rows):
                 _record_rows(stages, k, tensors, a, r, n, nimg, ends)
