@@ -28,14 +28,16 @@ def padded(c):
     return -(-c // fused.LANES) * fused.LANES
 
 
-def gemm_blocks(cout):
-    """``[(start, width)]``: output channels as :func:`~mobilenet_np.kernels.fused.gemm` walks them."""
+def gemm_blocks(cout, k):
+    """``[(start, width)]``: output channels as :func:`~mobilenet_np.kernels.fused.gemm` walks them for ``k``
+    inputs (blocks as wide as :func:`~mobilenet_np.kernels.fused.widest_block` allows, then 32, 16, 8)."""
+    widest = fused.widest_block(k)
     blocks, ob = [], 0
-    while cout - ob >= fused.WIDEST:
-        blocks.append((ob, fused.WIDEST))
-        ob += fused.WIDEST
+    while cout - ob >= widest:
+        blocks.append((ob, widest))
+        ob += widest
     for width in (32, 16, 8):
-        if width < fused.WIDEST and cout - ob >= width:
+        if width < widest and cout - ob >= width:
             blocks.append((ob, width))
             ob += width
     assert ob == cout, cout
@@ -45,7 +47,8 @@ def gemm_blocks(cout):
 def pack_gemm(w):
     """``[K, Cout]`` (Cout a multiple of 8) -> flat panels, one per output block: ``w[:, ob:ob + width]``
     row-major, so the GEMM reads each block's weights for one input as one contiguous run."""
-    return np.concatenate([np.ascontiguousarray(w[:, ob:ob + width]).ravel() for ob, width in gemm_blocks(w.shape[1])])
+    return np.concatenate([np.ascontiguousarray(w[:, ob:ob + width]).ravel()
+                           for ob, width in gemm_blocks(w.shape[1], w.shape[0])])
 
 
 class _Params:

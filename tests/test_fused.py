@@ -63,12 +63,24 @@ def test_dense_matches_twin(n, cin, cout, seed):
     assert_close(E.fused_dense(f, w, b), K.logits_numpy(f, w, b), "kernel_vs_twin", "fused dense")
 
 
+@pytest.mark.parametrize("cin", [fused.WIDE_PANEL_MAX_K, fused.WIDE_PANEL_MAX_K + 1, 300])
+def test_gemm_with_many_inputs_matches_twin(cin):
+    # past WIDE_PANEL_MAX_K inputs the GEMM uses 32-wide blocks; 200 outputs = 3 x 64 + 8 or 6 x 32 + 8
+    rng = np.random.default_rng(cin)
+    x, w, b = _random(rng, 2, 3, 5, cin), _random(rng, cin, 200, scale=0.1), _random(rng, 200)
+    assert_close(E.fused_pointwise(x, w, b, True), K.pointwise_conv2d_numpy(x, w, b, True), "kernel_vs_twin",
+                 "fused pointwise")
+    f = _random(rng, 1, cin)
+    assert_close(E.fused_dense(f, w, b), K.logits_numpy(f, w, b), "kernel_vs_twin", "fused dense")
+
+
 def test_gemm_packing_walks_blocks_in_kernel_order():
-    assert E.gemm_blocks(8) == [(0, 8)]
+    assert E.gemm_blocks(8, 16) == [(0, 8)]
     if fused.WIDE:
-        assert E.gemm_blocks(120) == [(0, 64), (64, 32), (96, 16), (112, 8)]
+        assert E.gemm_blocks(120, 160) == [(0, 64), (64, 32), (96, 16), (112, 8)]
+        assert E.gemm_blocks(120, 161) == [(0, 32), (32, 32), (64, 32), (96, 16), (112, 8)]
     else:
-        assert E.gemm_blocks(40) == [(0, 16), (16, 16), (32, 8)]
+        assert E.gemm_blocks(40, 300) == [(0, 16), (16, 16), (32, 8)]
     w = np.arange(3 * 24, dtype=np.float32).reshape(3, 24)
     # block 0 (16 wide) row-major, then block 1 (8 wide)
     assert np.array_equal(E.pack_gemm(w), np.concatenate([w[:, :16].ravel(), w[:, 16:].ravel()]))

@@ -46,7 +46,8 @@ from numba import njit, prange
 from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import add_one, add_xnnpack_one, mean_from_sum, rounded_mean
 from .simd import (clamp6, cycle_counter, deinterleave_rgb32, fma, load_like, load_row16, load_row8,
-                   load_rows_like, offsets, offsets2d_like, offsets_like, rows_clamp6, rows_fma_splat, run_offsets,
+                   load_rows_like, offsets, offsets2d_like, offsets_like, prefetch, rows_clamp6, rows_fma_splat,
+                   run_offsets,
                    splat_rows, store, store_affine, store_transposed, tile_add, tile_clamp6, tile_dot_rows, tile_fma,
                    tile_init, tile_store)
 
@@ -66,6 +67,18 @@ def _has_wide_registers():
 
 WIDE = _has_wide_registers()
 WIDEST = 64 if WIDE else 16   # the widest block of output channels (see executor.gemm_blocks)
+# A 64-wide block's weights for K inputs are a [K, 64] panel, read once per tile of 4 pixels: up to K = 160
+# (40 KB) it stays in L1 (48 KB here); past that it streams from L2 for every tile, and 32-wide panels with
+# tiles of 8 pixels, half the weight traffic per multiply-add, are faster (measured on V2's layers: K = 256,
+# 320, 960 gain 10-20 %; K = 16..160 lose as much).
+WIDE_PANEL_MAX_K = 160
+
+
+@njit(cache=True)
+def widest_block(k):
+    """The widest block of output channels of a GEMM with ``k`` inputs (64, 32 past WIDE_PANEL_MAX_K, or 16
+    with AVX2-sized registers)."""
+    return 32 if WIDE and k > WIDE_PANEL_MAX_K else WIDEST
 
 # ------------------------------------------------------------------------------------------ the plan format
 ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
@@ -96,13 +109,17 @@ ZERO_ROW = 0   # tensor 0 is the shared row of zeros at the arena's start (its T
 def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, tmpl, relu6,
                 dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step):
     """One block of ``nb`` output channels for ``npx`` pixels, ``len(tmpl)`` pixels at a time (the last tile
-    repeats the last pixel, storing its values twice), accumulated in registers.
+    repeats the last pixel, storing its values twice), accumulated in registers. Meanwhile the next panel of
+    weights (the next block's, or the next layer's) is prefetched, one cache line per step of the reduction,
+    so that when the weights come from memory rather than from cache, they arrive while this block computes.
 
     Pixel p reads ``src[seg_k + p*s_step + t]`` for k < nseg, t < seglen (its inputs, in this order) and
     writes ``nb`` values at ``dst[d_base + (p // d_rowpx) * d_rowstride + (p % d_rowpx) * d_step]``; weights are
     ``prm[w + (k*seglen + t)*nb : ... + nb]``.
     """
     last = npx - 1
+    panel = nseg * seglen * nb
+    pf, pf_end = w + panel, min(w + 2 * panel, prm.size)    # the next panel (of this layer or the next)
     for p in range(0, npx, len(tmpl)):
         so = offsets_like(tmpl, 0, p, last, s_step)
         acc = tile_init(brow, so)
@@ -110,6 +127,9 @@ def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, br
         for k in range(nseg):
             base = seg0 if k == 0 else (seg1 if k == 1 else seg2)
             for t in range(seglen):
+                if pf < pf_end:
+                    prefetch(prm, pf)
+                    pf += 16
                 acc = tile_fma(src, so, base + t, load_like(brow, prm, wp), acc)
                 wp += nb
         if relu6:
@@ -209,12 +229,12 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
                               d_rowstride, res, r_base + end, r_step)
         cout = cout16     # the wide blocks, below
         ob = 0
-    while cout - ob >= 64:
+    while cout - ob >= 64 and widest_block(kin) == 64:
         _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 64,
                     load_row16(prm, b_off + ob, 4), offsets(0, 0, 0, 0, 4), relu6,
                     dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
         ob += 64
-    if cout - ob >= 32:
+    while cout - ob >= 32:
         _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 32,
                     load_row16(prm, b_off + ob, 2), offsets(0, 0, 0, 0, 8), relu6,
                     dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
@@ -263,16 +283,20 @@ def dense(f, n, cin, prm, w_off, b_off, cout, out):
     if n >= 4:
         gemm(f, Z, Z, Z, Z + 1, cin, cin, n, prm, w_off, b_off, cout, NO, out, Z, cout, n, Z, NO, Z, Z)
         return
+    nb = widest_block(cin)
     for i in range(n):
         ob = 0
-        while cout - ob >= 4 * WIDEST:
-            if WIDE:
-                _gemv_quad(f, i * cin, cin, prm, w_off + ob * cin, b_off + ob, Z + 64, load_row16(prm, b_off, 4),
+        while cout - ob >= 4 * nb:
+            if nb == 64:
+                _gemv_quad(f, i * cin, cin, prm, w_off + ob * cin, b_off + ob, nb, load_row16(prm, b_off, 4),
+                           out, i * cout + ob)
+            elif nb == 32:
+                _gemv_quad(f, i * cin, cin, prm, w_off + ob * cin, b_off + ob, nb, load_row16(prm, b_off, 2),
                            out, i * cout + ob)
             else:
-                _gemv_quad(f, i * cin, cin, prm, w_off + ob * cin, b_off + ob, Z + 16, load_row16(prm, b_off, 1),
+                _gemv_quad(f, i * cin, cin, prm, w_off + ob * cin, b_off + ob, nb, load_row16(prm, b_off, 1),
                            out, i * cout + ob)
-            ob += 4 * WIDEST
+            ob += 4 * nb
         if ob < cout:
             gemm(f, i * cin, Z, Z, Z + 1, cin, cin, Z + 1, prm, w_off + ob * cin, b_off + ob, cout - ob, NO,
                  out, i * cout + ob, cout, Z + 1, Z, NO, Z, Z)

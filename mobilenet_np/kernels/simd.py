@@ -518,6 +518,23 @@ def store_affine(typingctx, dst, i, v, scale, offset):
 
 
 @intrinsic
+def prefetch(typingctx, buf, i):
+    """Ask the CPU to bring the cache line holding ``buf[i]`` into its caches (LLVM ``prefetch``, read, into
+    L2 and up: ``prefetcht1`` on x86); a hint with no other effect, even past the buffer's end."""
+    if not (_is_buffer(buf) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.none(buf, i), codegen
+
+
+@intrinsic
 def cycle_counter(typingctx):
     """The CPU's cycle counter (LLVM ``readcyclecounter``: ``rdtsc`` on x86, 0 where there is none), for the
     per-stage profile; only differences of it mean anything."""
