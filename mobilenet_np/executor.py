@@ -19,8 +19,20 @@ from .inputs import check_values
 from .kernels import fused
 from .kernels.padding import same_padding
 
-ALIGN = 16   # floats: every buffer starts on a 64-byte boundary
+ALIGN = 16   # floats: every buffer starts on a 64-byte boundary (a cache line, one AVX-512 vector)
 WHOLE_MAP_PIXELS = 256   # maps up to this many pixels are computed in one step per layer
+
+
+def aligned_zeros(shape, dtype=np.float32):
+    """Zeros whose first element sits on a 64-byte boundary. NumPy only promises 16 bytes (large arrays
+    here started 16, 32 or 48 bytes past a cache line), and a vector load that straddles two cache lines
+    costs two: the kernels' offsets are multiples of 16 floats from the start of the parameter buffer and
+    of the arena, so those must start on a line for any vector to be aligned."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(nbytes + 64, np.uint8)
+    skip = -raw.ctypes.data % 64
+    return raw[skip:skip + nbytes].view(dtype).reshape(shape)
 
 
 def padded(c):
@@ -68,7 +80,9 @@ class _Params:
         return offset
 
     def buffer(self):
-        return np.concatenate(self.parts + [np.zeros(ALIGN, np.float32)])
+        out = aligned_zeros(self.size + ALIGN)
+        out[:self.size] = np.concatenate(self.parts) if self.parts else 0.0
+        return out
 
 
 def _pad_to(a, shape):
@@ -383,7 +397,7 @@ class FastExecutor:
         key = (id(plan), threads)
         bufs = self._arenas.get(key)
         if bufs is None:
-            bufs = self._arenas[key] = (np.zeros((threads, plan.arena_size), np.float32),
+            bufs = self._arenas[key] = (aligned_zeros((threads, plan.arena_size)),
                                         np.zeros((threads, plan.features), np.float64))
         return bufs
 

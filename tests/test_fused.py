@@ -195,6 +195,18 @@ def test_schedule_keeps_few_rows_and_makes_every_row_once():
     assert plan.arena_size * 4 < 0.5e6            # V1 0.25/224: its tensors alone add up to 1.1 MB
 
 
+def test_parameters_and_arenas_start_on_a_cache_line():
+    # every kernel offset is a multiple of 16 floats, so with these on 64-byte boundaries every vector load is
+    # aligned (NumPy alone gave 16-, 32- and 48-byte offsets, and vectors straddling two lines)
+    for shape in [(5,), (1000,), (3, 33344), (300000,)]:
+        assert E.aligned_zeros(shape).ctypes.data % 64 == 0 and E.aligned_zeros(shape).shape == shape
+    fast, _ = _pair("v2", 0.35)
+    fast.features(random_images(1, 45, 61, seed=1))
+    assert fast.executor.params.ctypes.data % 64 == 0
+    for arena, _ in fast.executor._arenas.values():
+        assert arena.ctypes.data % 64 == 0 and arena.shape[1] % E.ALIGN == 0
+
+
 def test_assign_offsets_by_hand():
     # the 4-float buffer first, at 0; the third meets it in time (step 1), so it goes above it, at 4; the
     # second meets only the third (steps 2-3), so it fits below it, at 0; 6 floats in all
