@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 from mobilenet_np import kernels as K
 from mobilenet_np import executor as E
 from mobilenet_np.kernels import fused
+from mobilenet_np.errors import InputError
 from mobilenet_np.model import Model
 from mobilenet_np.testing import assert_close
 
@@ -193,6 +194,22 @@ def test_schedule_keeps_few_rows_and_makes_every_row_once():
     big = [t for t in tensors[1:] if t[fused.T_H] > 28]
     assert big and all(t[fused.T_RING] <= 4 for t in big)
     assert plan.arena_size * 4 < 0.5e6            # V1 0.25/224: its tensors alone add up to 1.1 MB
+
+
+@pytest.mark.parametrize("family, alpha", [("v1", 0.25), ("v2", 0.35)])   # planar input rows (V1 0.25), NHWC
+def test_the_input_stage_catches_every_value_out_of_range(family, alpha):
+    fast, _ = _pair(family, alpha)
+    images = random_images(1, 37, 45, seed=3)    # rows of 135 values: 8 vectors of 16, then 7 one by one
+    edges = images.copy()
+    edges[0, 0, 0, 0], edges[0, -1, -1, -1] = 0.0, 1.0
+    fast.features(edges)                          # both ends of [0, 1] are valid
+    above_one = np.nextafter(np.float32(1), np.float32(2))
+    for value in (np.nan, np.inf, -np.inf, above_one, np.float32(-1e-30)):
+        for y, x, c in [(0, 0, 0), (5, 20, 1), (17, 42, 0), (36, 43, 2), (36, 44, 2)]:   # in vectors and the tail
+            bad = images.copy()
+            bad[0, y, x, c] = value
+            with pytest.raises(InputError):
+                fast.features(bad)
 
 
 def test_parameters_and_arenas_start_on_a_cache_line():

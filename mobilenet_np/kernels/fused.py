@@ -45,11 +45,10 @@ from numba import njit, prange
 
 from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import add_one, add_xnnpack_one, mean_from_sum, rounded_mean
-from .simd import (clamp6, cycle_counter, deinterleave_rgb32, fma, load_like, load_row16, load_row8,
-                   load_rows_like, offsets, offsets2d_like, offsets_like, prefetch, rows_clamp6, rows_fma_splat,
-                   run_offsets,
-                   splat_rows, store, store_affine, store_transposed, tile_add, tile_clamp6, tile_dot_rows, tile_fma,
-                   tile_init, tile_store)
+from .simd import (clamp6, count_in_range16, cycle_counter, deinterleave_rgb32, fma, load_like, load_row16,
+                   load_row8, load_rows_like, offsets, offsets2d_like, offsets_like, prefetch, rows_clamp6,
+                   rows_fma_splat, run_offsets, splat_rows, store, store_affine, store_transposed, tile_add,
+                   tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -497,6 +496,20 @@ def _requant_rows(t, to, a, i, rows, prm, qprm, q):
 
 # ------------------------------------------------------------------------------------------ one row of a stage
 @njit(cache=True, _nrt=False)
+def _count_outside(xf, start, n, lo, hi):
+    """How many of ``xf[start : start + n]`` are not in [lo, hi] (NaN and infinities included)."""
+    inside = 0
+    q = 0
+    while q + 16 <= n:
+        inside += count_in_range16(xf, start + q, lo, hi)
+        q += 16
+    for q in range(q, n):
+        v = xf[np.uint64(start + q)]
+        inside += (v >= lo) & (v <= hi)
+    return n - inside
+
+
+@njit(cache=True, _nrt=False)
 def _input_row(st, k, t, xf, h, w, n, r, a, prm):
     """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``), mapped by ``(scale, offset, lo, hi)`` at
     ``prm[W1]``: ``v -> scale v + offset`` (float models: [0, 1] -> [-1, 1]; integer ones: ``q -> q - z``).
@@ -506,13 +519,9 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
     to = st[k, TOUT]
     m = st[k, W1]
     scale, offset, lo, hi = prm[m], prm[m + 1], prm[m + 2], prm[m + 3]
-    bad = np.int32(0)
     plane = t[to, T_PLANE]
+    bad = _count_outside(xf, src, w * 3, lo, hi)
     if plane > 0:        # planar rows for the stem: one run per channel c and parity q of bordered columns
-        for q in range(w * 3):
-            v = xf[np.uint64(src + q)]
-            if not ((v >= lo) & (v <= hi)):   # NaN fails both
-                bad += np.int32(1)
         row = _padded_row(t, to, r)
         x0 = 0
         while x0 + 32 <= w:     # 32 columns at a time: even ones (bordered b = x + 1 odd) and odd ones
@@ -525,14 +534,16 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
             dst = row + (x + 1) % 2 * plane + (x + 1) // 2
             for c in range(3):
                 a[np.uint64(dst + 2 * c * plane)] = xf[np.uint64(src + x * 3 + c)] * scale + offset
-        return np.int64(bad)
+        return bad
     dst = _row(t, to, r)
-    for q in range(w * 3):
-        v = xf[np.uint64(src + q)]
-        if not ((v >= lo) & (v <= hi)):   # NaN fails both
-            bad += np.int32(1)
-        a[np.uint64(dst + q)] = v * scale + offset
-    return np.int64(bad)
+    vec = load_row16(prm, m, 1)     # shape template: one f32x16
+    q = 0
+    while q + 16 <= w * 3:
+        store_affine(a, dst + q, load_like(vec, xf, src + q)[0], scale, offset)
+        q += 16
+    for q in range(q, w * 3):
+        a[np.uint64(dst + q)] = xf[np.uint64(src + q)] * scale + offset
+    return bad
 
 
 @njit(cache=True, _nrt=False)

@@ -502,6 +502,23 @@ def deinterleave_rgb32(typingctx, buf, i):
 
 
 @intrinsic
+def count_in_range16(typingctx, buf, i, lo, hi):
+    """How many of ``buf[i : i + 16]`` satisfy ``lo <= v <= hi`` (NaN never does): two vector compares and a
+    population count, where the scalar loop's count is not vectorized."""
+    if not (_is_buffer(buf) and isinstance(i, types.Integer) and lo == types.float32 and hi == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = _vector_load(builder, _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1]), 16)
+        ok = builder.and_(builder.fcmp_ordered(">=", v, _splat(builder, args[2], 16)),
+                          builder.fcmp_ordered("<=", v, _splat(builder, args[3], 16)))
+        i16 = ir.IntType(16)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i16, [i16]), "llvm.ctpop.i16")
+        return builder.zext(builder.call(ctpop, [builder.bitcast(ok, i16)]), ir.IntType(64))
+    return types.int64(buf, i, lo, hi), codegen
+
+
+@intrinsic
 def store_affine(typingctx, dst, i, v, scale, offset):
     """``dst[i : i + lanes] = v * scale + offset`` (a multiply, then an add: two roundings, as in scalar code)."""
     if not (_is_buffer(dst) and isinstance(i, types.Integer) and isinstance(v, F32Vector)
