@@ -333,6 +333,86 @@ def _dw_block(src, r0, r1, r2, cstep, ow, prm, w, c, brow, relu6, dst, d_base, d
 
 
 @njit(cache=True, _nrt=False)
+def _dw_taps8(src, r, c, wa, wb, wc, a0, a1, a2, a3, a4, a5, a6, a7):
+    """One input row's three taps (weights ``wa, wb, wc``) for 8 output pixels at stride 1 whose leftmost
+    tap is at ``r``: each of the 10 input pixels is loaded once and feeds up to three pixels' sums; each
+    pixel still adds its taps left to right."""
+    v = load_like((wa,), src, r)[0]
+    a0 = fma(v, wa, a0)
+    v = load_like((wa,), src, r + 1 * c)[0]
+    a0 = fma(v, wb, a0)
+    a1 = fma(v, wa, a1)
+    v = load_like((wa,), src, r + 2 * c)[0]
+    a0 = fma(v, wc, a0)
+    a1 = fma(v, wb, a1)
+    a2 = fma(v, wa, a2)
+    v = load_like((wa,), src, r + 3 * c)[0]
+    a1 = fma(v, wc, a1)
+    a2 = fma(v, wb, a2)
+    a3 = fma(v, wa, a3)
+    v = load_like((wa,), src, r + 4 * c)[0]
+    a2 = fma(v, wc, a2)
+    a3 = fma(v, wb, a3)
+    a4 = fma(v, wa, a4)
+    v = load_like((wa,), src, r + 5 * c)[0]
+    a3 = fma(v, wc, a3)
+    a4 = fma(v, wb, a4)
+    a5 = fma(v, wa, a5)
+    v = load_like((wa,), src, r + 6 * c)[0]
+    a4 = fma(v, wc, a4)
+    a5 = fma(v, wb, a5)
+    a6 = fma(v, wa, a6)
+    v = load_like((wa,), src, r + 7 * c)[0]
+    a5 = fma(v, wc, a5)
+    a6 = fma(v, wb, a6)
+    a7 = fma(v, wa, a7)
+    v = load_like((wa,), src, r + 8 * c)[0]
+    a6 = fma(v, wc, a6)
+    a7 = fma(v, wb, a7)
+    v = load_like((wa,), src, r + 9 * c)[0]
+    a7 = fma(v, wc, a7)
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@njit(cache=True, _nrt=False)
+def _dw_block8(src, r0, r1, r2, ow, prm, w, c, brow, relu6, dst, d_base, d_step):
+    """:func:`_dw_block` at stride 1, 8 pixels at a time (:func:`_dw_taps8`): 8 independent chains of
+    multiply-adds, and 30 loads for their 72 taps; the last ``ow % 8`` pixels by :func:`_dw_block`."""
+    b = brow[0]
+    w0 = load_like(brow, prm, w)[0]
+    w1 = load_like(brow, prm, w + c)[0]
+    w2 = load_like(brow, prm, w + 2 * c)[0]
+    w3 = load_like(brow, prm, w + 3 * c)[0]
+    w4 = load_like(brow, prm, w + 4 * c)[0]
+    w5 = load_like(brow, prm, w + 5 * c)[0]
+    w6 = load_like(brow, prm, w + 6 * c)[0]
+    w7 = load_like(brow, prm, w + 7 * c)[0]
+    w8 = load_like(brow, prm, w + 8 * c)[0]
+    j = 0
+    while j + 8 <= ow:
+        x = j * c
+        a0, a1, a2, a3, a4, a5, a6, a7 = _dw_taps8(src, r0 + x, c, w0, w1, w2, b, b, b, b, b, b, b, b)
+        a0, a1, a2, a3, a4, a5, a6, a7 = _dw_taps8(src, r1 + x, c, w3, w4, w5, a0, a1, a2, a3, a4, a5, a6, a7)
+        a0, a1, a2, a3, a4, a5, a6, a7 = _dw_taps8(src, r2 + x, c, w6, w7, w8, a0, a1, a2, a3, a4, a5, a6, a7)
+        if relu6:
+            a0, a1, a2, a3 = clamp6(a0), clamp6(a1), clamp6(a2), clamp6(a3)
+            a4, a5, a6, a7 = clamp6(a4), clamp6(a5), clamp6(a6), clamp6(a7)
+        d = d_base + j * d_step
+        store(dst, d, a0)
+        store(dst, d + d_step, a1)
+        store(dst, d + 2 * d_step, a2)
+        store(dst, d + 3 * d_step, a3)
+        store(dst, d + 4 * d_step, a4)
+        store(dst, d + 5 * d_step, a5)
+        store(dst, d + 6 * d_step, a6)
+        store(dst, d + 7 * d_step, a7)
+        j += 8
+    if j < ow:
+        _dw_block(src, r0 + j * c, r1 + j * c, r2 + j * c, c, ow - j, prm, w, c, brow, relu6, dst,
+                  d_base + j * d_step, d_step)
+
+
+@njit(cache=True, _nrt=False)
 def dw_row(src, r0, r1, r2, c, stride, ow, prm, w_off, b_off, relu6, dst, d_base, d_step):
     """One output row of a 3x3 depthwise convolution over zero-bordered input rows (stride 1 or 2).
 
@@ -343,12 +423,20 @@ def dw_row(src, r0, r1, r2, c, stride, ow, prm, w_off, b_off, relu6, dst, d_base
     cstep = stride * c
     cb = 0
     while WIDE and c - cb >= 16:     # (with 16 registers, 9 weights of 16 floats would not fit: 8 at a time)
-        _dw_block(src, r0 + cb, r1 + cb, r2 + cb, cstep, ow, prm, w_off + cb, c, load_row16(prm, b_off + cb, 1),
-                  relu6, dst, d_base + cb, d_step)
+        if stride == 1 and ow >= 8:
+            _dw_block8(src, r0 + cb, r1 + cb, r2 + cb, ow, prm, w_off + cb, c, load_row16(prm, b_off + cb, 1),
+                       relu6, dst, d_base + cb, d_step)
+        else:
+            _dw_block(src, r0 + cb, r1 + cb, r2 + cb, cstep, ow, prm, w_off + cb, c,
+                      load_row16(prm, b_off + cb, 1), relu6, dst, d_base + cb, d_step)
         cb += 16
     while c - cb >= 8:
-        _dw_block(src, r0 + cb, r1 + cb, r2 + cb, cstep, ow, prm, w_off + cb, c, load_row8(prm, b_off + cb, 1),
-                  relu6, dst, d_base + cb, d_step)
+        if WIDE and stride == 1 and ow >= 8:
+            _dw_block8(src, r0 + cb, r1 + cb, r2 + cb, ow, prm, w_off + cb, c, load_row8(prm, b_off + cb, 1),
+                       relu6, dst, d_base + cb, d_step)
+        else:
+            _dw_block(src, r0 + cb, r1 + cb, r2 + cb, cstep, ow, prm, w_off + cb, c,
+                      load_row8(prm, b_off + cb, 1), relu6, dst, d_base + cb, d_step)
         cb += 8
 
 
