@@ -303,19 +303,20 @@ def dense(f, n, cin, prm, w_off, b_off, cout, out):
 
 # ------------------------------------------------------------------------------------------ depthwise row
 @njit(cache=True, _nrt=False)
+def _dw_weights(brow, prm, w, c):
+    """The nine weight vectors (taps in (ky, kx) order) of one block of channels shaped like ``brow``; the
+    weights are ``[9, c]`` at ``w``."""
+    return (load_like(brow, prm, w)[0], load_like(brow, prm, w + c)[0], load_like(brow, prm, w + 2 * c)[0],
+            load_like(brow, prm, w + 3 * c)[0], load_like(brow, prm, w + 4 * c)[0], load_like(brow, prm, w + 5 * c)[0],
+            load_like(brow, prm, w + 6 * c)[0], load_like(brow, prm, w + 7 * c)[0], load_like(brow, prm, w + 8 * c)[0])
+
+
+@njit(cache=True, _nrt=False)
 def _dw_block(src, r0, r1, r2, cstep, ow, prm, w, c, brow, relu6, dst, d_base, d_step):
     """One vector of channels along an output row, its nine weights held in registers: per pixel the bias,
     then the 9 taps in (ky, kx) order."""
     b = brow[0]
-    w0 = load_like(brow, prm, w)[0]
-    w1 = load_like(brow, prm, w + c)[0]
-    w2 = load_like(brow, prm, w + 2 * c)[0]
-    w3 = load_like(brow, prm, w + 3 * c)[0]
-    w4 = load_like(brow, prm, w + 4 * c)[0]
-    w5 = load_like(brow, prm, w + 5 * c)[0]
-    w6 = load_like(brow, prm, w + 6 * c)[0]
-    w7 = load_like(brow, prm, w + 7 * c)[0]
-    w8 = load_like(brow, prm, w + 8 * c)[0]
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = _dw_weights(brow, prm, w, c)
     for j in range(ow):
         x = j * cstep
         acc = fma(load_like(brow, src, r0 + x)[0], w0, b)
@@ -379,15 +380,7 @@ def _dw_block8(src, r0, r1, r2, ow, prm, w, c, brow, relu6, dst, d_base, d_step)
     """:func:`_dw_block` at stride 1, 8 pixels at a time (:func:`_dw_taps8`): 8 independent chains of
     multiply-adds, and 30 loads for their 72 taps; the last ``ow % 8`` pixels by :func:`_dw_block`."""
     b = brow[0]
-    w0 = load_like(brow, prm, w)[0]
-    w1 = load_like(brow, prm, w + c)[0]
-    w2 = load_like(brow, prm, w + 2 * c)[0]
-    w3 = load_like(brow, prm, w + 3 * c)[0]
-    w4 = load_like(brow, prm, w + 4 * c)[0]
-    w5 = load_like(brow, prm, w + 5 * c)[0]
-    w6 = load_like(brow, prm, w + 6 * c)[0]
-    w7 = load_like(brow, prm, w + 7 * c)[0]
-    w8 = load_like(brow, prm, w + 8 * c)[0]
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = _dw_weights(brow, prm, w, c)
     j = 0
     while j + 8 <= ow:
         x = j * c
