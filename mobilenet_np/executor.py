@@ -5,7 +5,8 @@
 * the *parameter buffer*: every kernel and bias in one float32 array, channel counts padded to multiples of 8
   with zeros, pointwise kernels packed in blocks of output channels (:func:`pack_gemm`);
 * per input size, a :class:`Plan`: the stages (input, stem conv, V2 expand, depthwise -> pointwise
-  [+ residual], pointwise, pool), the tensors between them with their arena offsets, and the *schedule*: the
+  [+ residual], pointwise, pool), the tensors between them with their arena offsets (tensors never live at
+  the same time share memory: :func:`assign_offsets`), and the *schedule*: the
   order in which stages compute their output rows. The schedule is found by pulling: to make the pool's
   next row, make the rows it reads first, recursively; so each row is consumed soon after it is made and each
   tensor only keeps a few rows (the ring size, measured on the schedule itself). Plans and arenas are cached

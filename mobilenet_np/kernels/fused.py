@@ -11,20 +11,25 @@ Memory: a row pipeline. A stage computes an output row as soon as the rows it re
 ever needs the few rows its consumers have still to read: tensors are *rings* of a few rows (the planner finds
 how many), and one image's whole network works in a few hundred kilobytes that stay in the CPU's caches, image
 after image. Small maps (<= 256 pixels) are the exception: a layer there makes all its rows in one step, one
-GEMM whose weights stream through once instead of once per row. Tensors read by a 3x3 convolution carry a
-one-column zero border on each side, and their top and bottom border rows are a shared row of zeros, so 'SAME'
-padding costs nothing and no kernel tests bounds. Channel counts are rounded up to a multiple of 8 with zero
-weights and biases, so padded channels stay exactly zero and every loop runs over whole SIMD vectors.
+GEMM whose weights stream through once instead of once per row. Tensors whose lifetimes do not overlap share
+arena memory (V2 0.5/160: 0.5 MB instead of 1.75 MB). Tensors read by a 3x3 convolution carry a one-column
+zero border on each side, which their writers zero, and their top and bottom border rows are a shared row of
+zeros, so 'SAME' padding costs nothing and no kernel tests bounds. Channel counts are rounded up to a multiple
+of 8 with zero weights and biases, so padded channels stay exactly zero and every loop runs over whole SIMD
+vectors; the arena and the parameter buffer start on a cache line, so no vector load straddles two.
 
 Arithmetic, all with the vectors of :mod:`mobilenet_np.kernels.simd`:
 
 * pointwise (1x1), V2's expand, the full 3x3 stem and the logits are one *tiled GEMM*: PT pixels x NV vectors
-  of output channels held in registers (4 x 64, 8 x 32, 8 x 16 or 8 x 8 channels) while the inputs stream past.
+  of output channels held in registers (4 x 64, 8 x 32, 8 x 16 or 8 x 8 channels) while the inputs stream past;
+  past 160 inputs the 64-wide blocks give way to 32-wide ones (:func:`widest_block`), and while one block
+  computes, the next block's weights are prefetched.
   The stem's inputs are its K*K*Cin taps in (ky, kx, c) order: K runs of K*Cin contiguous values, one per input
   row. Weights are packed per block of output channels so their loads are contiguous. With only 8 or 16 inputs
   the narrow blocks keep all their weights in registers instead (:func:`_gemm_stationary`); the logits of one
   image are a matrix-vector product streaming 256 channels at a time (:func:`_gemv_quad`).
-* depthwise 3x3: along an output row, 16 (or 8) channels per vector, the nine weights in registers.
+* depthwise 3x3: along an output row, 16 (or 8) channels per vector, the nine weights in registers; at stride 1,
+  8 pixels at a time, each input pixel loaded once for the up to three sums it feeds.
 * a depthwise row goes to a scratch row (in L1) and straight through the following pointwise, whose epilogue
   applies ReLU6 and adds the residual.
 
