@@ -57,6 +57,21 @@ def test_dw_row_matches_twin(s):
                  K.depthwise_conv2d_numpy(x, w, b, s["stride"], pads, s["relu6"]), "kernel_vs_twin", "fused depthwise")
 
 
+@pytest.mark.parametrize("width", [16, 17, 31, 40, 112])
+def test_depthwise_of_8_channels_two_pixels_per_vector_is_exact(width):
+    # 8 channels at stride 1 go two pixels per vector (fused._dw_pairs); the same 8 channels inside a 16-channel
+    # tensor go one pixel per vector: each channel's sum is the same operations in the same order, so the same
+    # bytes
+    rng = np.random.default_rng(width)
+    x, w, b = _random(rng, 2, 5, width, 16), _random(rng, 3, 3, 16, 1), _random(rng, 16)
+    eight = E.fused_depthwise(x[..., :8], w[:, :, :8], b[:8], 1, True)
+    sixteen = E.fused_depthwise(x, w, b, 1, True)
+    assert np.array_equal(eight, sixteen[..., :8])
+    pads = K.same_pads(5, width, 3, 1)
+    assert_close(eight, K.depthwise_conv2d_numpy(x[..., :8], w[:, :, :8], b[:8], 1, pads, True), "kernel_vs_twin",
+                 "fused depthwise")
+
+
 @given(st.integers(1, 6), st.integers(1, 80), st.integers(1, 300), st.integers(0, 2**31 - 1))
 def test_dense_matches_twin(n, cin, cout, seed):
     rng = np.random.default_rng(seed)

@@ -50,7 +50,7 @@ from numba import njit, prange
 
 from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import add_one, add_xnnpack_one, mean_from_sum, rounded_mean
-from .simd import (clamp6, count_in_range16, cycle_counter, deinterleave_rgb32, fma, load_like, load_row16,
+from .simd import (clamp6, count_in_range16, cycle_counter, deinterleave_rgb32, dup8, fma, load_like, load_row16,
                    load_row8, load_rows_like, offsets, offsets2d_like, offsets_like, prefetch, rows_clamp6,
                    rows_fma_splat, run_offsets, splat_rows, store, store_affine, store_transposed, tile_add,
                    tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
@@ -411,6 +411,87 @@ def _dw_block8(src, r0, r1, r2, ow, prm, w, c, brow, relu6, dst, d_base, d_step)
 
 
 @njit(cache=True, _nrt=False)
+def _dw_taps_pairs(src, r, wa, wb, wc, a0, a1, a2, a3, a4, a5, a6, a7):
+    """:func:`_dw_taps8` for 8 channels, two pixels per vector: pair p (pixels 2p and 2p + 1) adds tap kx from
+    the 16 floats at ``r + (2p + kx) * 8``; 17 loads for the 24 taps of 16 pixels."""
+    v = load_like((wa,), src, r)[0]
+    a0 = fma(v, wa, a0)
+    v = load_like((wa,), src, r + 8)[0]
+    a0 = fma(v, wb, a0)
+    v = load_like((wa,), src, r + 16)[0]
+    a0 = fma(v, wc, a0)
+    a1 = fma(v, wa, a1)
+    v = load_like((wa,), src, r + 24)[0]
+    a1 = fma(v, wb, a1)
+    v = load_like((wa,), src, r + 32)[0]
+    a1 = fma(v, wc, a1)
+    a2 = fma(v, wa, a2)
+    v = load_like((wa,), src, r + 40)[0]
+    a2 = fma(v, wb, a2)
+    v = load_like((wa,), src, r + 48)[0]
+    a2 = fma(v, wc, a2)
+    a3 = fma(v, wa, a3)
+    v = load_like((wa,), src, r + 56)[0]
+    a3 = fma(v, wb, a3)
+    v = load_like((wa,), src, r + 64)[0]
+    a3 = fma(v, wc, a3)
+    a4 = fma(v, wa, a4)
+    v = load_like((wa,), src, r + 72)[0]
+    a4 = fma(v, wb, a4)
+    v = load_like((wa,), src, r + 80)[0]
+    a4 = fma(v, wc, a4)
+    a5 = fma(v, wa, a5)
+    v = load_like((wa,), src, r + 88)[0]
+    a5 = fma(v, wb, a5)
+    v = load_like((wa,), src, r + 96)[0]
+    a5 = fma(v, wc, a5)
+    a6 = fma(v, wa, a6)
+    v = load_like((wa,), src, r + 104)[0]
+    a6 = fma(v, wb, a6)
+    v = load_like((wa,), src, r + 112)[0]
+    a6 = fma(v, wc, a6)
+    a7 = fma(v, wa, a7)
+    v = load_like((wa,), src, r + 120)[0]
+    a7 = fma(v, wb, a7)
+    v = load_like((wa,), src, r + 128)[0]
+    a7 = fma(v, wc, a7)
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@njit(cache=True, _nrt=False)
+def _dw_pairs(src, r0, r1, r2, ow, prm, w, brow8, relu6, dst, d_base):
+    """Stride 1 and 8 channels (V1 0.25's first depthwise), outputs stored densely (8 floats per pixel): two
+    pixels per 16-lane vector, the weights and bias repeated in both halves (:func:`dup8`), 16 pixels at a
+    time; the last ``ow % 16`` pixels by :func:`_dw_block`. Same sums, same order."""
+    b = dup8(brow8[0])
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = _dw_weights(brow8, prm, w, 8)
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = (dup8(w0), dup8(w1), dup8(w2), dup8(w3), dup8(w4), dup8(w5), dup8(w6),
+                                          dup8(w7), dup8(w8))
+    j = 0
+    while j + 16 <= ow:
+        x = j * 8
+        a0, a1, a2, a3, a4, a5, a6, a7 = _dw_taps_pairs(src, r0 + x, w0, w1, w2, b, b, b, b, b, b, b, b)
+        a0, a1, a2, a3, a4, a5, a6, a7 = _dw_taps_pairs(src, r1 + x, w3, w4, w5, a0, a1, a2, a3, a4, a5, a6, a7)
+        a0, a1, a2, a3, a4, a5, a6, a7 = _dw_taps_pairs(src, r2 + x, w6, w7, w8, a0, a1, a2, a3, a4, a5, a6, a7)
+        if relu6:
+            a0, a1, a2, a3 = clamp6(a0), clamp6(a1), clamp6(a2), clamp6(a3)
+            a4, a5, a6, a7 = clamp6(a4), clamp6(a5), clamp6(a6), clamp6(a7)
+        d = d_base + x
+        store(dst, d, a0)
+        store(dst, d + 16, a1)
+        store(dst, d + 32, a2)
+        store(dst, d + 48, a3)
+        store(dst, d + 64, a4)
+        store(dst, d + 80, a5)
+        store(dst, d + 96, a6)
+        store(dst, d + 112, a7)
+        j += 16
+    if j < ow:
+        _dw_block(src, r0 + j * 8, r1 + j * 8, r2 + j * 8, np.int64(8), ow - j, prm, w, np.int64(8), brow8, relu6,
+                  dst, d_base + j * 8, np.int64(8))
+
+
+@njit(cache=True, _nrt=False)
 def dw_row(src, r0, r1, r2, c, stride, ow, prm, w_off, b_off, relu6, dst, d_base, d_step):
     """One output row of a 3x3 depthwise convolution over zero-bordered input rows (stride 1 or 2).
 
@@ -419,6 +500,9 @@ def dw_row(src, r0, r1, r2, c, stride, ow, prm, w_off, b_off, relu6, dst, d_base
     Weights ``[9, c]`` (tap-major), biases ``[c]``; ``c`` a multiple of 8.
     """
     cstep = stride * c
+    if WIDE and c == 8 and stride == 1 and d_step == 8 and ow >= 16:
+        _dw_pairs(src, r0, r1, r2, ow, prm, w_off, load_row8(prm, b_off, 1), relu6, dst, d_base)
+        return
     cb = 0
     while WIDE and c - cb >= 16:     # (with 16 registers, 9 weights of 16 floats would not fit: 8 at a time)
         if stride == 1 and ow >= 8:

@@ -502,6 +502,17 @@ def deinterleave_rgb32(typingctx, buf, i):
 
 
 @intrinsic
+def dup8(typingctx, v):
+    """An f32x8 twice, as one f32x16: ``[v, v]`` (the same 8 channels' weights for two pixels side by side)."""
+    if v != f32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[0], ir.Constant(ir.VectorType(_I32, 16), list(range(8)) * 2))
+    return f32x16(v), codegen
+
+
+@intrinsic
 def count_in_range16(typingctx, buf, i, lo, hi):
     """How many of ``buf[i : i + 16]`` satisfy ``lo <= v <= hi`` (NaN never does): two vector compares and a
     population count, where the scalar loop's count is not vectorized."""
