@@ -3,6 +3,7 @@
     python bench/compare.py                       # all cases, 1 thread, batch 1 and 32
     python bench/compare.py --cases v1_025_128 --batch 1 --threads 1,2 --repeats 30 --json out.json
     python bench/compare.py --profile v1_025_128  # per-layer time vs MACs of mobilenet_np
+    python bench/compare.py --profile v2_050_160_notop --interleaved   # per stage, the peers run in between
 
 Peers: TFLite (ai-edge-litert; default interpreter = XNNPACK), ONNX Runtime (a graph we build from the
 same folded weights), TensorFlow (the Keras application model under ``tf.function``). Runs are interleaved
@@ -273,12 +274,15 @@ def _print_layer_profile(title, spent, macs, repeats):
         print(f"{name:<34}{ms:>8.3f}{ms / total:>8.1%}{macs.get(name, 0):>12,}{rate}")
 
 
-def _print_stage_profile(title, plan, run, repeats, macs, label=lambda name: name):
-    """Per-stage time of the fast executor from the CPU's cycle counter: ``run(cycles)`` makes one pass."""
+def _print_stage_profile(title, plan, run, repeats, macs, label=lambda name: name, between=lambda: None):
+    """Per-stage time of the fast executor from the CPU's cycle counter: ``run(cycles)`` makes one pass;
+    ``between()`` runs before each pass, untimed (the peers, to profile passes that start as cold as in the
+    interleaved benchmark)."""
     run(None)
     cycles = np.zeros(len(plan.stages) + 1, np.int64)
     wall = []
     for _ in range(repeats):
+        between()
         before = cycles.copy()
         t = time.perf_counter()
         run(cycles)
@@ -297,10 +301,11 @@ def _print_stage_profile(title, plan, run, repeats, macs, label=lambda name: nam
         print(f"{' + '.join(label(n) for n in stage_names):<58}{t:>8.3f}{t / ms.sum():>8.1%}{m:>12,}{rate}")
 
 
-def profile(case, repeats):
+def profile(case, repeats, interleaved=False):
     """Per-layer time of mobilenet_np (batch 1) against each layer's multiply-adds: the layer-by-layer path
     (``engine="layers"``, one kernel call per layer from Python; integer models: ``engine="ops"``) and the fast
-    executor (one compiled call; time per fused stage from the CPU's cycle counter)."""
+    executor (one compiled call; time per fused stage from the CPU's cycle counter). With ``interleaved``
+    (float cases), the fast executor's passes each follow one run of every peer, as in the benchmark."""
     if case in INTEGER_CASES:
         return profile_integer(case, repeats)
     ws = weights_for(case)
@@ -319,8 +324,17 @@ def profile(case, repeats):
     fast = mnp.Model(ws.architecture(), ws.variables)
     images = x * 0.5 + 0.5
     table["logits"] = model.architecture.logits.macs(1, 1) if model.architecture.logits else 0
-    _print_stage_profile(f"{case}, engine='numba' (fast executor)", fast.executor.plan(*ws.input_size),
-                         lambda cycles: fast.executor.run(images, logits=CASES[case][4], cycles=cycles), repeats, table)
+    between = lambda: None  # noqa: E731
+    if interleaved:
+        configure_tensorflow(1)
+        top = CASES[case][4]
+        net = keras_model(ws, top)
+        peers = [tflite_runner(net, 1, 1), onnx_runner(fast, 1, top), tensorflow_runner(net, 1)]
+        between = lambda: [run(images) for run in peers]  # noqa: E731
+    _print_stage_profile(f"{case}, engine='numba' (fast executor{', peers in between' if interleaved else ''})",
+                         fast.executor.plan(*ws.input_size),
+                         lambda cycles: fast.executor.run(images, logits=CASES[case][4], cycles=cycles), repeats, table,
+                         between=between)
 
 
 def profile_integer(case, repeats, rounding="xnnpack"):
@@ -370,9 +384,11 @@ def main():
     p.add_argument("--no-peers", action="store_true", help="time mobilenet_np alone")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--profile", metavar="CASE", help="per-layer profile of one case instead")
+    p.add_argument("--interleaved", action="store_true",
+                   help="with --profile: run the peers before each profiled pass (cold caches, as in the benchmark)")
     args = p.parse_args()
     if args.profile:
-        profile(args.profile, args.repeats)
+        profile(args.profile, args.repeats, args.interleaved)
         return
     thread_counts = [int(t) for t in args.threads.split(",")]
     if len(thread_counts) > 1:   # one process per thread count (TF fixes its pools at start-up)
