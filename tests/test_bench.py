@@ -1,0 +1,37 @@
+"""bench/compare.py still runs: its peers agree with mobilenet_np before anything is timed, and the profile
+lists every fused stage. Random weights (no fixtures), few repeats: these check the tool, not the speed."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+COMPARE = os.path.join(os.path.dirname(__file__), "..", "bench", "compare.py")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, COMPARE, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_peers_agree_and_ratios_are_reported(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the bench extra (onnx, onnxruntime) is not installed")
+    out = tmp_path / "bench.json"
+    # compare.py exits non-zero if any peer's output differs from ours by more than 1e-3
+    r = run("--cases", "v2_050_160_notop", "--batch", "1", "--repeats", "2", "--json", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [result] = json.loads(out.read_text())
+    assert (result["case"], result["batch"], result["threads"]) == ("v2_050_160_notop", 1, 1)
+    assert set(result["ratio"]) == {"tflite_xnnpack", "onnxruntime", "tensorflow"}
+    assert all(0 < v < float("inf") for v in result["median_ms"].values())
+
+
+def test_profile_lists_every_stage():
+    r = run("--profile", "v2_050_160_notop", "--repeats", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    fast = r.stdout[r.stdout.index("fast executor"):]
+    # V2: the stem, 17 inverted-residual blocks (16 of them with an expansion), Conv_1, the pool
+    for stage in ["Conv ", "expanded_conv/depthwise + expanded_conv/project", "expanded_conv_1/expand",
+                  "expanded_conv_16/depthwise + expanded_conv_16/project", "Conv_1", "pool", "logits"]:
+        assert stage in fast, stage
+    assert fast.count("/expand ") == 16
