@@ -208,6 +208,13 @@ def interleaved(runners, x, repeats, warmup=3):
     return {name: statistics.median(v) for name, v in times.items()}
 
 
+def float_peers(ws, ours, batch, threads, top):
+    """``{name: run(x)}`` of the float peers on the weights ``ws`` (ONNX Runtime's graph built from ``ours``)."""
+    net = keras_model(ws, top)
+    return {"tflite_xnnpack": tflite_runner(net, batch, threads), "onnxruntime": onnx_runner(ours, threads, top),
+            "tensorflow": tensorflow_runner(net, threads)}
+
+
 def bench_case(case, batch, threads, repeats, peers):
     import numba
 
@@ -220,10 +227,7 @@ def bench_case(case, batch, threads, repeats, peers):
     runners = {"mobilenet_np": ours.classify if top else ours.features}
     reference = runners["mobilenet_np"](x)
     if peers:
-        net = keras_model(ws, top)
-        runners["tflite_xnnpack"] = tflite_runner(net, batch, threads)
-        runners["onnxruntime"] = onnx_runner(ours, threads, top)
-        runners["tensorflow"] = tensorflow_runner(net, threads)
+        runners.update(float_peers(ws, ours, batch, threads, top))
         for name, run in runners.items():  # same weights, same answers (a peer with other weights is no peer)
             worst = float(np.abs(run(x) - reference).max())
             if worst > 1e-3:
@@ -324,16 +328,15 @@ def profile(case, repeats, interleaved=False):
     fast = mnp.Model(ws.architecture(), ws.variables)
     images = x * 0.5 + 0.5
     table["logits"] = model.architecture.logits.macs(1, 1) if model.architecture.logits else 0
+    top = CASES[case][4]
     between = lambda: None  # noqa: E731
     if interleaved:
         configure_tensorflow(1)
-        top = CASES[case][4]
-        net = keras_model(ws, top)
-        peers = [tflite_runner(net, 1, 1), onnx_runner(fast, 1, top), tensorflow_runner(net, 1)]
+        peers = float_peers(ws, fast, 1, 1, top).values()
         between = lambda: [run(images) for run in peers]  # noqa: E731
     _print_stage_profile(f"{case}, engine='numba' (fast executor{', peers in between' if interleaved else ''})",
                          fast.executor.plan(*ws.input_size),
-                         lambda cycles: fast.executor.run(images, logits=CASES[case][4], cycles=cycles), repeats, table,
+                         lambda cycles: fast.executor.run(images, logits=top, cycles=cycles), repeats, table,
                          between=between)
 
 
@@ -387,6 +390,8 @@ def main():
     p.add_argument("--interleaved", action="store_true",
                    help="with --profile: run the peers before each profiled pass (cold caches, as in the benchmark)")
     args = p.parse_args()
+    if args.interleaved and (not args.profile or args.profile in INTEGER_CASES):
+        p.error("--interleaved goes with --profile of a float case")
     if args.profile:
         profile(args.profile, args.repeats, args.interleaved)
         return
