@@ -7,7 +7,8 @@
 
 Peers: TFLite (ai-edge-litert; default interpreter = XNNPACK), ONNX Runtime (a graph we build from the
 same folded weights), TensorFlow (the Keras application model under ``tf.function``). Runs are interleaved
-(one run of each peer per round) so that machine noise hits all alike; the table shows medians in ms and the
+(one run of each engine per round, the order rotating from round to round, so that none always follows the
+same one) so that machine noise hits all alike; the table shows medians in ms and the
 ratio mobilenet_np / peer (below 1 = we are faster). Needs the ``bench`` extra (``pip install -e '.[bench]'``)
 plus tensorflow-cpu and ai-edge-litert from the ``test`` extra.
 """
@@ -200,8 +201,9 @@ def interleaved(runners, x, repeats, warmup=3):
         for _ in range(warmup):
             run(x)
     times = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
+    order = list(runners.items())
+    for r in range(repeats):   # rotated: a call's speed depends on what ran before it (bench/cold_calls.py)
+        for name, run in order[r % len(order):] + order[:r % len(order)]:
             t = time.perf_counter()
             run(x)
             times[name].append((time.perf_counter() - t) * 1e3)

@@ -1,5 +1,6 @@
 """bench/compare.py still runs: its peers agree with mobilenet_np before anything is timed, and the profile
-lists every fused stage. Random weights (no fixtures), few repeats: these check the tool, not the speed."""
+lists every fused stage; bench/cold_calls.py times every prelude. Random weights (no fixtures), few repeats:
+these check the tools, not the speed."""
 import json
 import os
 import subprocess
@@ -7,11 +8,12 @@ import sys
 
 import pytest
 
-COMPARE = os.path.join(os.path.dirname(__file__), "..", "bench", "compare.py")
+BENCH = os.path.join(os.path.dirname(__file__), "..", "bench")
 
 
-def run(*args):
-    return subprocess.run([sys.executable, COMPARE, *map(str, args)], capture_output=True, text=True, timeout=600)
+def run(*args, tool="compare.py"):
+    return subprocess.run([sys.executable, os.path.join(BENCH, tool), *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
 
 
 def test_peers_agree_and_ratios_are_reported(tmp_path):
@@ -35,3 +37,16 @@ def test_profile_lists_every_stage():
                   "expanded_conv_16/depthwise + expanded_conv_16/project", "Conv_1", "pool", "logits"]:
         assert stage in fast, stage
     assert fast.count("/expand ") == 16
+
+
+def test_cold_calls_times_every_prelude(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the bench extra (onnx, onnxruntime) is not installed")
+    out = tmp_path / "cold.json"
+    r = run("--rounds", "2", "--json", out, tool="cold_calls.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["prelude"] for row in rows] == [
+        "hot", "read 8 MB", "write 8 MB", "sleep 5 ms", "peers", "peers + spin 3 ms", "peers + other model",
+        "peers + 1 pass", "peers + 2 passes"]
+    assert rows[0]["vs_hot"] == 1.0
+    assert all(row["ms"] > 0 and row["probe_us"] > 0 for row in rows)
