@@ -4,6 +4,7 @@
     python bench/compare.py --cases v1_025_128 --batch 1 --threads 1,2 --repeats 30 --json out.json
     python bench/compare.py --profile v1_025_128  # per-layer time vs MACs of mobilenet_np
     python bench/compare.py --profile v2_050_160_notop --interleaved   # per stage, the peers run in between
+    python bench/compare.py --batch 1 --block 5   # each engine in its steady state (5 calls in a row per round)
 
 Peers: TFLite (ai-edge-litert; default interpreter = XNNPACK), ONNX Runtime (a graph we build from the
 same folded weights), TensorFlow (the Keras application model under ``tf.function``). Runs are interleaved
@@ -196,7 +197,10 @@ def onnx_runner(model, threads, top=True):
 
 
 # ------------------------------------------------------------------------------------------------ timing
-def interleaved(runners, x, repeats, warmup=3):
+def interleaved(runners, x, repeats, warmup=3, block=1):
+    """``{name: median ms}`` over ``repeats`` rounds, each running every engine ``block`` times in a row. With
+    ``block`` = 1 every call follows the other engines (cold); with more, the first call of each block is not
+    timed and the others follow the engine's own calls (its steady state, as in a loop of one engine)."""
     for run in runners.values():
         for _ in range(warmup):
             run(x)
@@ -204,9 +208,11 @@ def interleaved(runners, x, repeats, warmup=3):
     order = list(runners.items())
     for r in range(repeats):   # rotated: a call's speed depends on what ran before it (bench/cold_calls.py)
         for name, run in order[r % len(order):] + order[:r % len(order)]:
-            t = time.perf_counter()
-            run(x)
-            times[name].append((time.perf_counter() - t) * 1e3)
+            for i in range(block):
+                t = time.perf_counter()
+                run(x)
+                if i > 0 or block == 1:
+                    times[name].append((time.perf_counter() - t) * 1e3)
     return {name: statistics.median(v) for name, v in times.items()}
 
 
@@ -217,7 +223,7 @@ def float_peers(ws, ours, batch, threads, top):
             "tensorflow": tensorflow_runner(net, threads)}
 
 
-def bench_case(case, batch, threads, repeats, peers):
+def bench_case(case, batch, threads, repeats, peers, block=1):
     import numba
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -234,12 +240,12 @@ def bench_case(case, batch, threads, repeats, peers):
             worst = float(np.abs(run(x) - reference).max())
             if worst > 1e-3:
                 raise SystemExit(f"{name} disagrees with mobilenet_np by {worst:.3g} on {case}")
-    medians = interleaved(runners, x, repeats)
-    return {"case": case, "batch": batch, "threads": threads, "median_ms": medians,
+    medians = interleaved(runners, x, repeats, block=block)
+    return {"case": case, "batch": batch, "threads": threads, "block": block, "median_ms": medians,
             "ratio": {k: medians["mobilenet_np"] / v for k, v in medians.items() if k != "mobilenet_np"}}
 
 
-def bench_integer_case(case, batch, threads, repeats, peers):
+def bench_integer_case(case, batch, threads, repeats, peers, block=1):
     """Our integer model (both roundings) against TFLite on the same .tflite and the same uint8 images; the
     outputs must be the same bytes."""
     import numba
@@ -261,12 +267,12 @@ def bench_integer_case(case, batch, threads, repeats, peers):
         for ours, theirs in (("mobilenet_np", "tflite_xnnpack"), ("mobilenet_np_reference", "tflite_reference")):
             if not np.array_equal(runners[ours](x), runners[theirs](x)):
                 raise SystemExit(f"{ours} and {theirs} disagree on {case}")
-    medians = interleaved(runners, x, repeats)
+    medians = interleaved(runners, x, repeats, block=block)
     ratio = {}
     if peers:
         ratio = {"tflite_xnnpack": medians["mobilenet_np"] / medians["tflite_xnnpack"],
                  "tflite_reference": medians["mobilenet_np_reference"] / medians["tflite_reference"]}
-    return {"case": case, "batch": batch, "threads": threads, "median_ms": medians, "ratio": ratio}
+    return {"case": case, "batch": batch, "threads": threads, "block": block, "median_ms": medians, "ratio": ratio}
 
 
 def _print_layer_profile(title, spent, macs, repeats):
@@ -386,6 +392,9 @@ def main():
     p.add_argument("--batch", default="1,32")
     p.add_argument("--threads", default="1")
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--block", type=int, default=1,
+                   help="calls of each engine in a row per round; past 1 the first is not timed and the rest show "
+                        "each engine's steady state (default 1: every call follows the other engines)")
     p.add_argument("--no-peers", action="store_true", help="time mobilenet_np alone")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--profile", metavar="CASE", help="per-layer profile of one case instead")
@@ -394,6 +403,8 @@ def main():
     args = p.parse_args()
     if args.interleaved and (not args.profile or args.profile in INTEGER_CASES):
         p.error("--interleaved goes with --profile of a float case")
+    if args.block < 1:
+        p.error("--block must be at least 1")
     if args.profile:
         profile(args.profile, args.repeats, args.interleaved)
         return
@@ -406,7 +417,8 @@ def main():
         for t in thread_counts:
             with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
                 cmd = [sys.executable, os.path.abspath(__file__), "--cases", args.cases, "--batch", args.batch,
-                       "--threads", str(t), "--repeats", str(args.repeats), "--json", tmp.name]
+                       "--threads", str(t), "--repeats", str(args.repeats), "--block", str(args.block),
+                       "--json", tmp.name]
                 subprocess.run(cmd + (["--no-peers"] if args.no_peers else []), check=True)
                 results += json.load(open(tmp.name))
         if args.json:
@@ -416,15 +428,17 @@ def main():
     if not args.no_peers:
         configure_tensorflow(thread_counts[0])
     results = []
-    print("ms = median of the interleaved runs; (ratio) = mobilenet_np / peer, below 1 = we are faster")
+    print("ms = median of the interleaved runs" + (f" (blocks of {args.block}, the first of each not timed)"
+                                                   if args.block > 1 else "")
+          + "; (ratio) = mobilenet_np / peer, below 1 = we are faster")
     print(f"{'case':<18}{'batch':>6}{'thr':>4}{'ours ms':>10}  peers")
     for case in args.cases.split(","):
         for batch in map(int, args.batch.split(",")):
             for threads in thread_counts:
                 if case in INTEGER_CASES:
-                    r = bench_integer_case(case, batch, threads, args.repeats, not args.no_peers)
+                    r = bench_integer_case(case, batch, threads, args.repeats, not args.no_peers, args.block)
                 else:
-                    r = bench_case(case, batch, threads, args.repeats, not args.no_peers)
+                    r = bench_case(case, batch, threads, args.repeats, not args.no_peers, args.block)
                 results.append(r)
                 peers = "  ".join(f"{n} {r['median_ms'][n]:.2f} ({r['ratio'][n]:.2f}x)" for n in r["ratio"])
                 print(f"{case:<18}{batch:>6}{threads:>4}{r['median_ms']['mobilenet_np']:>10.2f}  {peers}", flush=True)

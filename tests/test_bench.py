@@ -20,10 +20,10 @@ def test_peers_agree_and_ratios_are_reported(tmp_path):
     pytest.importorskip("onnxruntime", reason="the bench extra (onnx, onnxruntime) is not installed")
     out = tmp_path / "bench.json"
     # compare.py exits non-zero if any peer's output differs from ours by more than 1e-3
-    r = run("--cases", "v2_050_160_notop", "--batch", "1", "--repeats", "2", "--json", out)
+    r = run("--cases", "v2_050_160_notop", "--batch", "1", "--repeats", "2", "--block", "2", "--json", out)
     assert r.returncode == 0, r.stdout + r.stderr
     [result] = json.loads(out.read_text())
-    assert (result["case"], result["batch"], result["threads"]) == ("v2_050_160_notop", 1, 1)
+    assert (result["case"], result["batch"], result["threads"], result["block"]) == ("v2_050_160_notop", 1, 1, 2)
     assert set(result["ratio"]) == {"tflite_xnnpack", "onnxruntime", "tensorflow"}
     assert all(0 < v < float("inf") for v in result["median_ms"].values())
 
