@@ -7,11 +7,12 @@
     python bench/compare.py --batch 1 --block 5   # each engine in its steady state (5 calls in a row per round)
 
 Peers: TFLite (ai-edge-litert; default interpreter = XNNPACK), ONNX Runtime (a graph we build from the
-same folded weights), TensorFlow (the Keras application model under ``tf.function``). Runs are interleaved
-(one run of each engine per round, the order rotating from round to round, so that none always follows the
-same one) so that machine noise hits all alike; the table shows medians in ms and the
-ratio mobilenet_np / peer (below 1 = we are faster). Needs the ``bench`` extra (``pip install -e '.[bench]'``)
-plus tensorflow-cpu and ai-edge-litert from the ``test`` extra.
+same folded weights), TensorFlow (the Keras application model under ``tf.function``). Runs are interleaved,
+one run of each engine per round, so that machine noise hits all alike; the order rotates from round to
+round, so that no engine always follows the same one (``--block N``: N runs of each in a row instead, the
+first not timed). The table shows medians in ms and the ratio mobilenet_np / peer (below 1 = we are
+faster). Needs the ``bench`` extra (``pip install -e '.[bench]'``) plus tensorflow-cpu and ai-edge-litert
+from the ``test`` extra.
 """
 import argparse
 import json
