@@ -1,6 +1,7 @@
 """bench/compare.py still runs: its peers agree with mobilenet_np before anything is timed, and the profile
 lists every fused stage; bench/cold_calls.py times every prelude. Random weights (no fixtures), few repeats:
 these check the tools, not the speed."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -50,3 +51,17 @@ def test_cold_calls_times_every_prelude(tmp_path):
         "peers + 1 pass", "peers + 2 passes"]
     assert rows[0]["vs_hot"] == 1.0
     assert all(row["ms"] > 0 and row["probe_us"] > 0 for row in rows)
+
+
+def test_interleaved_rotates_the_order_and_times_blocks():
+    spec = importlib.util.spec_from_file_location("bench_compare", os.path.join(BENCH, "compare.py"))
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    calls = []
+    runners = {name: (lambda x, name=name: calls.append(name)) for name in "abc"}
+    medians = compare.interleaved(runners, None, repeats=3, warmup=1)
+    assert calls[3:] == list("abc" "bca" "cab")    # after one warm-up call each: every engine follows each other
+    assert set(medians) == set("abc")
+    calls.clear()
+    compare.interleaved(runners, None, repeats=2, warmup=0, block=3)
+    assert calls == list("aaabbbccc" "bbbcccaaa")
