@@ -34,8 +34,6 @@ import numpy as np  # noqa: E402
 
 import compare  # noqa: E402  (bench/compare.py: the cases and the peers)
 
-import mobilenet_np as mnp  # noqa: E402
-
 PROBE_STEPS = 4000   # a multiply, then an add, each waiting for the last: ~7 cycles a step, ~14 µs here
 
 
@@ -94,17 +92,10 @@ def preludes(ours, x, peers, other, other_x):
 
 
 def measure(case, rounds):
-    ws = compare.weights_for(case)
-    model = mnp.Model(ws.architecture(), ws.variables, weights=ws, threads=1)
-    top = compare.CASES[case][4]
-    ours = model.classify if top else model.features
-    x = np.random.default_rng(0).uniform(0, 1, (1, *ws.input_size, 3)).astype(np.float32)
-    peers = compare.float_peers(ws, model, 1, 1, top)
-    other_case = "v1_025_128" if case != "v1_025_128" else "v2_050_160_notop"
-    ows = compare.weights_for(other_case)
-    other = mnp.Model(ows.architecture(), ows.variables, weights=ows, threads=1).features
-    other_x = np.random.default_rng(1).uniform(0, 1, (1, *ows.input_size, 3)).astype(np.float32)
-    before = preludes(ours, x, peers, other, other_x)
+    ws, model, ours, x = compare.float_case(case)
+    peers = compare.float_peers(ws, model, 1, 1, compare.CASES[case][4])
+    _, other, _, other_x = compare.float_case("v1_025_128" if case != "v1_025_128" else "v2_050_160_notop", seed=1)
+    before = preludes(ours, x, peers, other.features, other_x)
     for prelude in before.values():      # compile, load, warm every path once
         prelude()
         ours(x)

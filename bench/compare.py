@@ -224,17 +224,23 @@ def float_peers(ws, ours, batch, threads, top):
             "tensorflow": tensorflow_runner(net, threads)}
 
 
+def float_case(case, batch=1, threads=1, seed=0):
+    """``(weights, model, run, images)`` of a float case: ``run`` is ``model.classify`` with top, else
+    ``model.features``; ``images`` [batch, H, W, 3] uniform in [0, 1]."""
+    ws = weights_for(case)
+    model = mnp.Model(ws.architecture(), ws.variables, weights=ws, threads=threads)
+    x = np.random.default_rng(seed).uniform(0, 1, (batch, *ws.input_size, 3)).astype(np.float32)
+    return ws, model, model.classify if CASES[case][4] else model.features, x
+
+
 def bench_case(case, batch, threads, repeats, peers, block=1):
     import numba
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    ws = weights_for(case)
-    ours = mnp.Model(ws.architecture(), ws.variables, weights=ws, threads=threads)
-    size = ws.input_size
-    x = np.random.default_rng(0).uniform(0, 1, (batch, *size, 3)).astype(np.float32)
+    ws, ours, run, x = float_case(case, batch, threads)
     top = CASES[case][4]
-    runners = {"mobilenet_np": ours.classify if top else ours.features}
-    reference = runners["mobilenet_np"](x)
+    runners = {"mobilenet_np": run}
+    reference = run(x)
     if peers:
         runners.update(float_peers(ws, ours, batch, threads, top))
         for name, run in runners.items():  # same weights, same answers (a peer with other weights is no peer)
