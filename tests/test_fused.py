@@ -140,6 +140,25 @@ def test_planar_stem_sums_exactly_like_the_gemm():
         assert np.array_equal(fast.endpoints(images)["Conv2d_0"], expected), size
 
 
+@pytest.mark.parametrize("ow", [1, 15, 16, 17, 40, 80])
+def test_stem_tiles_sum_exactly_like_the_gemm(ow):
+    """fused.stem_row (16-pixel tiles, one pointer per input row) walks the packed blocks of every channel
+    count a stem has (8 to 80; 64 + 16, 32 + 16 + 8, ...) and must give the GEMM's bytes, the last tile
+    overlapping the one before; rows narrower than a tile go to the GEMM itself."""
+    rng = np.random.default_rng(ow)
+    rowlen = (2 * ow + 2) * 3
+    src = np.concatenate([_random(rng, 3 * rowlen), np.zeros(E.ALIGN, np.float32)])
+    seg = [r * rowlen for r in range(3)]
+    for cout in range(8, 88, 8):
+        prm, (w_off, b_off) = E._params(E.pack_gemm(_random(rng, 27, cout, scale=0.5)), _random(rng, cout))
+        for relu6 in (False, True):
+            got, expected = (np.full(ow * cout + 8, np.nan, np.float32) for _ in range(2))
+            fused.stem_row(src, *seg, ow, prm, w_off, b_off, cout, relu6, got, 8)
+            fused.gemm(src, *seg, 3, 9, 6, ow, prm, w_off, b_off, cout, relu6, expected, 8, cout, ow, 0, False, 0, 0)
+            assert np.array_equal(got, expected, equal_nan=True), (ow, cout, relu6)
+            assert not np.isnan(got[8:]).any() and np.isnan(got[:8]).all(), (ow, cout)
+
+
 def test_classify_features_and_endpoints_agree_exactly():
     """Recording endpoints changes where rows are copied, not how they are computed."""
     fast, _ = _pair("v2", 0.5)

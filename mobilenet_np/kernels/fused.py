@@ -25,7 +25,9 @@ Arithmetic, all with the vectors of :mod:`mobilenet_np.kernels.simd`:
   past 160 inputs the 64-wide blocks give way to 32-wide ones (:func:`widest_block`), and while one block
   computes, the next block's weights are prefetched.
   The stem's inputs are its K*K*Cin taps in (ky, kx, c) order: K runs of K*Cin contiguous values, one per input
-  row. Weights are packed per block of output channels so their loads are contiguous. With only 8 or 16 inputs
+  row. Weights are packed per block of output channels so their loads are contiguous. For the stem, whose
+  pixel step (3 channels x stride 2) is known in advance, :func:`stem_row` runs tiles of 16 pixels x 16
+  channels instead (one pointer per input row rather than one per pixel). With only 8 or 16 inputs
   the narrow blocks keep all their weights in registers instead (:func:`_gemm_stationary`); the logits of one
   image are a matrix-vector product streaming 256 channels at a time (:func:`_gemv_quad`).
 * depthwise 3x3: along an output row, 16 (or 8) channels per vector, the nine weights in registers; at stride 1,
@@ -555,6 +557,53 @@ def _stem_planar_row(a, r0, r1, r2, plane, left, ow, prm, w_off, b_off, relu6, d
         store_transposed(dst, d_base + j0 * 8, acc)
 
 
+# A stem is always a 3x3 convolution, stride 2, from the 3 channels of the image: pixel p of an output row
+# reads its 27 taps at ``seg_ky + 6 p + (3 kx + c)``. With that pixel step a compile-time constant, one
+# pointer per input row addresses every pixel of a tile (the GEMM needs one per pixel), so a tile can hold 16
+# pixels: 16 independent accumulator chains, twice what keeps both FMA units busy.
+STEM_TILE = 16
+
+
+@njit(cache=True, _nrt=False)
+def _stem_tiles(src, seg0, seg1, seg2, ow, prm, w, nb, brow, relu6, dst, d_base, d_step):
+    """16 output channels (``brow``: their biases) of a stem row, STEM_TILE pixels at a time (the last tile
+    may overlap the one before and store its pixels again, equal). Tap t's weights are ``prm[w + t*nb:][:16]``
+    (``nb``: the width of the packed block they are part of). Same sums in the same order as :func:`gemm`."""
+    for jt in range(0, ow, STEM_TILE):
+        j0 = min(jt, ow - STEM_TILE)
+        so = run_offsets(j0 * 6, 6, STEM_TILE)
+        acc = tile_init(brow, so)
+        wp = w
+        for ky in range(3):
+            base = seg0 if ky == 0 else (seg1 if ky == 1 else seg2)
+            for t in range(9):
+                acc = tile_fma(src, so, base + t, load_like(brow, prm, wp), acc)
+                wp += nb
+        if relu6:
+            acc = tile_clamp6(acc)
+        tile_store(dst, run_offsets(d_base + j0 * d_step, d_step, STEM_TILE), acc)
+
+
+@njit(cache=True, _nrt=False)
+def stem_row(src, seg0, seg1, seg2, ow, prm, w_off, b_off, cout, relu6, dst, d_base):
+    """One output row of the stem (3x3, stride 2, 3 -> ``cout`` channels; ``seg*``: the three input rows at
+    pixel 0's first tap; weights packed as for :func:`gemm`): the blocks of 16 channels by :func:`_stem_tiles`,
+    a last block of 8, and rows narrower than a tile, by :func:`gemm`. Same bytes as :func:`gemm`."""
+    Z, NO = np.int64(0), np.bool_(False)
+    ob = 0
+    if WIDE and ow >= STEM_TILE:
+        widest = widest_block(Z + 27)
+        while cout - ob >= 16:      # the packed blocks, as executor.gemm_blocks makes them
+            nb = widest if cout - ob >= widest else (32 if cout - ob >= 32 else 16)
+            for s in range(0, nb, 16):
+                _stem_tiles(src, seg0, seg1, seg2, ow, prm, w_off + ob * 27 + s, nb,
+                            load_row16(prm, b_off + ob + s, 1), relu6, dst, d_base + ob + s, cout)
+            ob += nb
+    if ob < cout:
+        gemm(src, seg0, seg1, seg2, Z + 3, Z + 9, Z + 6, ow, prm, w_off + ob * 27, b_off + ob, cout - ob, relu6,
+             dst, d_base + ob, cout, ow, Z, NO, Z, Z)
+
+
 # ------------------------------------------------------------------------------------------ tensors
 # Scalar loops index with unsigned integers: Numba then skips Python's negative-index wrap-around, which
 # would otherwise stop LLVM from vectorizing them.
@@ -732,6 +781,8 @@ def _conv_row(st, k, t, a, prm, qprm, i):
     if plane > 0:
         _stem_planar_row(a, _padded_row(t, ti, top), _padded_row(t, ti, top + 1), _padded_row(t, ti, top + 2),
                          plane, st[k, PAD_L], ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0, a, _row(t, to, i))
+    elif cin == 3 and stride == 2 and kk == 3:
+        stem_row(a, seg0, seg1, seg2, ow, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0, a, _row(t, to, i))
     else:
         gemm(a, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, st[k, W1], st[k, B1], cout,
              st[k, RELU1] != 0, a, _row(t, to, i), cout, ow, Z, NO, Z, Z)
