@@ -52,7 +52,7 @@ from numba import njit, prange
 
 from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import add_one, add_xnnpack_one, mean_from_sum, rounded_mean
-from .simd import (clamp6, count_in_range16, cycle_counter, deinterleave_rgb32, dup8, fma, load_like, load_row16,
+from .simd import (add_widened8, clamp6, count_in_range, cycle_counter, deinterleave_rgb32, dup8, fma, load_like, load_row16,
                    load_row8, load_rows_like, offsets, offsets2d_like, offsets_like, prefetch, rows_clamp6,
                    rows_fma_splat, run_offsets, splat_rows, store, store_affine, store_transposed, tile_add,
                    tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
@@ -715,20 +715,6 @@ def _requant_rows(t, to, a, i, rows, prm, qprm, q):
 
 # ------------------------------------------------------------------------------------------ one row of a stage
 @njit(cache=True, _nrt=False)
-def _count_outside(xf, start, n, lo, hi):
-    """How many of ``xf[start : start + n]`` are not in [lo, hi] (NaN and infinities included)."""
-    inside = 0
-    q = 0
-    while q + 16 <= n:
-        inside += count_in_range16(xf, start + q, lo, hi)
-        q += 16
-    for q in range(q, n):
-        v = xf[np.uint64(start + q)]
-        inside += (v >= lo) & (v <= hi)
-    return n - inside
-
-
-@njit(cache=True, _nrt=False)
 def _input_row(st, k, t, xf, h, w, n, r, a, prm):
     """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``), mapped by ``(scale, offset, lo, hi)`` at
     ``prm[W1]``: ``v -> scale v + offset`` (float models: [0, 1] -> [-1, 1]; integer ones: ``q -> q - z``).
@@ -739,30 +725,37 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
     m = st[k, W1]
     scale, offset, lo, hi = prm[m], prm[m + 1], prm[m + 2], prm[m + 3]
     plane = t[to, T_PLANE]
-    bad = _count_outside(xf, src, w * 3, lo, hi)
+    inside = 0          # values in [lo, hi], counted in the same pass that maps them
     if plane > 0:        # planar rows for the stem: one run per channel c and parity q of bordered columns
         row = _padded_row(t, to, r)
         x0 = 0
         while x0 + 32 <= w:     # 32 columns at a time: even ones (bordered b = x + 1 odd) and odd ones
             v6 = deinterleave_rgb32(xf, src + x0 * 3)
             for c in range(3):
+                inside += count_in_range(v6[2 * c], lo, hi) + count_in_range(v6[2 * c + 1], lo, hi)
                 store_affine(a, row + (2 * c + 1) * plane + x0 // 2, v6[2 * c], scale, offset)
                 store_affine(a, row + 2 * c * plane + x0 // 2 + 1, v6[2 * c + 1], scale, offset)
             x0 += 32
         for x in range(x0, w):
             dst = row + (x + 1) % 2 * plane + (x + 1) // 2
             for c in range(3):
-                a[np.uint64(dst + 2 * c * plane)] = xf[np.uint64(src + x * 3 + c)] * scale + offset
-        return bad
+                v = xf[np.uint64(src + x * 3 + c)]
+                inside += (v >= lo) & (v <= hi)
+                a[np.uint64(dst + 2 * c * plane)] = v * scale + offset
+        return w * 3 - inside
     dst = _row(t, to, r)
     vec = load_row16(prm, m, 1)     # shape template: one f32x16
     q = 0
     while q + 16 <= w * 3:
-        store_affine(a, dst + q, load_like(vec, xf, src + q)[0], scale, offset)
+        v16 = load_like(vec, xf, src + q)[0]
+        inside += count_in_range(v16, lo, hi)
+        store_affine(a, dst + q, v16, scale, offset)
         q += 16
     for q in range(q, w * 3):
-        a[np.uint64(dst + q)] = xf[np.uint64(src + q)] * scale + offset
-    return bad
+        v = xf[np.uint64(src + q)]
+        inside += (v >= lo) & (v <= hi)
+        a[np.uint64(dst + q)] = v * scale + offset
+    return w * 3 - inside
 
 
 @njit(cache=True, _nrt=False)
@@ -846,8 +839,8 @@ def _pool_row(st, k, t, a, prm, qprm, i, acc, pooled, n):
         acc[:c] = 0.0
     base = _row(t, ti, i)
     for p in range(w):
-        for ch in range(c):
-            acc[np.uint64(ch)] += a[np.uint64(base + p * c + ch)]
+        for ch in range(0, c, 8):       # c is a multiple of 8
+            add_widened8(acc, ch, a, base + p * c + ch)
     if i == h - 1:
         if qprm is not None:
             if st[k, Q1] >= 0:

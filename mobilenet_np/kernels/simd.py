@@ -513,20 +513,38 @@ def dup8(typingctx, v):
 
 
 @intrinsic
-def count_in_range16(typingctx, buf, i, lo, hi):
-    """How many of ``buf[i : i + 16]`` satisfy ``lo <= v <= hi`` (NaN never does): two vector compares and a
-    population count, where the scalar loop's count is not vectorized."""
-    if not (_is_buffer(buf) and isinstance(i, types.Integer) and lo == types.float32 and hi == types.float32):
+def count_in_range(typingctx, v, lo, hi):
+    """How many lanes of the vector ``v`` satisfy ``lo <= v <= hi`` (NaN never does): two vector compares and
+    a population count, where the scalar loop's count is not vectorized."""
+    if not (isinstance(v, F32Vector) and lo == types.float32 and hi == types.float32):
         return None
 
     def codegen(context, builder, sig, args):
-        v = _vector_load(builder, _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1]), 16)
-        ok = builder.and_(builder.fcmp_ordered(">=", v, _splat(builder, args[2], 16)),
-                          builder.fcmp_ordered("<=", v, _splat(builder, args[3], 16)))
-        i16 = ir.IntType(16)
-        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i16, [i16]), "llvm.ctpop.i16")
-        return builder.zext(builder.call(ctpop, [builder.bitcast(ok, i16)]), ir.IntType(64))
-    return types.int64(buf, i, lo, hi), codegen
+        lanes = sig.args[0].lanes
+        ok = builder.and_(builder.fcmp_ordered(">=", args[0], _splat(builder, args[1], lanes)),
+                          builder.fcmp_ordered("<=", args[0], _splat(builder, args[2], lanes)))
+        bits = ir.IntType(lanes)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bits, [bits]), f"llvm.ctpop.i{lanes}")
+        return builder.zext(builder.call(ctpop, [builder.bitcast(ok, bits)]), ir.IntType(64))
+    return types.int64(v, lo, hi), codegen
+
+
+@intrinsic
+def add_widened8(typingctx, acc, i, src, j):
+    """``acc[i : i + 8] += src[j : j + 8]``, float32 values added to float64 sums (one vector each)."""
+    if not (isinstance(acc, types.Array) and acc.dtype == types.float64 and acc.ndim == 1 and acc.layout == "C"
+            and _is_buffer(src) and isinstance(i, types.Integer) and isinstance(j, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        dty = ir.VectorType(ir.DoubleType(), 8)
+        x = builder.fpext(_vector_load(builder, _element_pointer(context, builder, sig.args[2], args[2],
+                                                                 sig.args[3], args[3]), 8), dty)
+        at = builder.bitcast(_element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1]),
+                             dty.as_pointer())
+        builder.store(builder.fadd(builder.load(at, align=8, typ=dty), x), at, align=8)
+        return context.get_dummy_value()
+    return types.none(acc, i, src, j), codegen
 
 
 @intrinsic
