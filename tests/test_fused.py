@@ -140,16 +140,20 @@ def test_planar_stem_sums_exactly_like_the_gemm():
         assert np.array_equal(fast.endpoints(images)["Conv2d_0"], expected), size
 
 
-@pytest.mark.parametrize("ow", [1, 15, 16, 17, 40, 80])
+@pytest.mark.parametrize("ow", [15, 16, 17, 40, 80])
 def test_stem_tiles_sum_exactly_like_the_gemm(ow):
     """fused.stem_row (16-pixel tiles, one pointer per input row) walks the packed blocks of every channel
-    count a stem has (8 to 80; 64 + 16, 32 + 16 + 8, ...) and must give the GEMM's bytes, the last tile
-    overlapping the one before; rows narrower than a tile go to the GEMM itself."""
+    count in 16s a stem can have (16 to 80; 64 + 16, 32 + 16, ...) and must give the GEMM's bytes, the last
+    tile overlapping the one before; other stems (8 channels left over, rows narrower than a tile) stay with
+    the GEMM."""
     rng = np.random.default_rng(ow)
     rowlen = (2 * ow + 2) * 3
     src = np.concatenate([_random(rng, 3 * rowlen), np.zeros(E.ALIGN, np.float32)])
     seg = [r * rowlen for r in range(3)]
     for cout in range(8, 88, 8):
+        assert fused.stem_tiles_fit(cout, ow) == (fused.WIDE and cout % 16 == 0 and ow >= 16), (cout, ow)
+        if not fused.stem_tiles_fit(cout, ow):
+            continue
         prm, (w_off, b_off) = E._params(E.pack_gemm(_random(rng, 27, cout, scale=0.5)), _random(rng, cout))
         for relu6 in (False, True):
             got, expected = (np.full(ow * cout + 8, np.nan, np.float32) for _ in range(2))

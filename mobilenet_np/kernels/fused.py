@@ -27,7 +27,7 @@ Arithmetic, all with the vectors of :mod:`mobilenet_np.kernels.simd`:
   The stem's inputs are its K*K*Cin taps in (ky, kx, c) order: K runs of K*Cin contiguous values, one per input
   row. Weights are packed per block of output channels so their loads are contiguous. For the stem, whose
   pixel step (3 channels x stride 2) is known in advance, :func:`stem_row` runs tiles of 16 pixels x 16
-  channels instead (one pointer per input row rather than one per pixel). With only 8 or 16 inputs
+  channels instead (one pointer per input row rather than one per pixel) when its channels come in 16s. With only 8 or 16 inputs
   the narrow blocks keep all their weights in registers instead (:func:`_gemm_stationary`); the logits of one
   image are a matrix-vector product streaming 256 channels at a time (:func:`_gemv_quad`).
 * depthwise 3x3: along an output row, 16 (or 8) channels per vector, the nine weights in registers; at stride 1,
@@ -585,23 +585,25 @@ def _stem_tiles(src, seg0, seg1, seg2, ow, prm, w, nb, brow, relu6, dst, d_base,
 
 
 @njit(cache=True, _nrt=False)
+def stem_tiles_fit(cout, ow):
+    """Does :func:`stem_row` serve this stem? (AVX-512, whole blocks of 16 channels, rows of at least a tile.)"""
+    return WIDE and cout % 16 == 0 and ow >= STEM_TILE
+
+
+@njit(cache=True, _nrt=False)
 def stem_row(src, seg0, seg1, seg2, ow, prm, w_off, b_off, cout, relu6, dst, d_base):
     """One output row of the stem (3x3, stride 2, 3 -> ``cout`` channels; ``seg*``: the three input rows at
-    pixel 0's first tap; weights packed as for :func:`gemm`): the blocks of 16 channels by :func:`_stem_tiles`,
-    a last block of 8, and rows narrower than a tile, by :func:`gemm`. Same bytes as :func:`gemm`."""
-    Z, NO = np.int64(0), np.bool_(False)
+    pixel 0's first tap; weights packed as for :func:`gemm`) by :func:`_stem_tiles`, walking the packed blocks
+    16 channels at a time; only where :func:`stem_tiles_fit` (else :func:`gemm` runs the stem). Same bytes as
+    :func:`gemm`."""
+    widest = widest_block(np.int64(27))
     ob = 0
-    if WIDE and ow >= STEM_TILE:
-        widest = widest_block(Z + 27)
-        while cout - ob >= 16:      # the packed blocks, as executor.gemm_blocks makes them
-            nb = widest if cout - ob >= widest else (32 if cout - ob >= 32 else 16)
-            for s in range(0, nb, 16):
-                _stem_tiles(src, seg0, seg1, seg2, ow, prm, w_off + ob * 27 + s, nb,
-                            load_row16(prm, b_off + ob + s, 1), relu6, dst, d_base + ob + s, cout)
-            ob += nb
-    if ob < cout:
-        gemm(src, seg0, seg1, seg2, Z + 3, Z + 9, Z + 6, ow, prm, w_off + ob * 27, b_off + ob, cout - ob, relu6,
-             dst, d_base + ob, cout, ow, Z, NO, Z, Z)
+    while ob < cout:      # the packed blocks, as executor.gemm_blocks makes them
+        nb = widest if cout - ob >= widest else (32 if cout - ob >= 32 else 16)
+        for s in range(0, nb, 16):
+            _stem_tiles(src, seg0, seg1, seg2, ow, prm, w_off + ob * 27 + s, nb,
+                        load_row16(prm, b_off + ob + s, 1), relu6, dst, d_base + ob + s, cout)
+        ob += nb
 
 
 # ------------------------------------------------------------------------------------------ tensors
@@ -774,7 +776,7 @@ def _conv_row(st, k, t, a, prm, qprm, i):
     if plane > 0:
         _stem_planar_row(a, _padded_row(t, ti, top), _padded_row(t, ti, top + 1), _padded_row(t, ti, top + 2),
                          plane, st[k, PAD_L], ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0, a, _row(t, to, i))
-    elif cin == 3 and stride == 2 and kk == 3:
+    elif cin == 3 and stride == 2 and kk == 3 and stem_tiles_fit(cout, ow):
         stem_row(a, seg0, seg1, seg2, ow, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0, a, _row(t, to, i))
     else:
         gemm(a, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, st[k, W1], st[k, B1], cout,
