@@ -42,10 +42,12 @@ integer-valued floats, exact below 2**24, and integer epilogues after each layer
 Summation order is the per-layer kernels' own: the bias first, then input channels (or taps, in (ky, kx, c)
 order) ascending, one multiply-add each (fused on CPUs with FMA). Nothing is reassociated.
 
-Compilation: every function here is compiled once (``cache=True``; ~15 s the first time, then loaded from
+Compilation: every function here is compiled once (``cache=True``; ~15-20 s the first time, then loaded from
 Numba's cache in a fraction of a second). Calls between them pass typed values, never literal constants, so
 Numba does not compile one version per constant; ``_nrt=False`` turns off reference counting, whose atomic
-increments on every call cost 15 % of the run time.
+increments on every call cost 15 % of the run time. Numba re-optimizes a function's whole call tree when it
+finishes compiling it, so :func:`run_image` is inlined into its callers (``inline="always"``): one pass over
+the tree less, 1-4 s of the first compile.
 """
 import numpy as np
 from numba import njit, prange
@@ -881,7 +883,7 @@ def _record_rows(st, k, t, a, i, n, nimg, ends):
 
 
 # ------------------------------------------------------------------------------------------ the interpreter
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, pooled, ends, record, cycles):
     """Every (stage, first row, rows) step of ``schedule`` for image ``n`` of the flat batch ``xf``
     [nimg, h, w, 3]; pooled features to ``pooled[n]``. A non-empty ``cycles`` [stages] adds up the CPU cycles
