@@ -43,16 +43,13 @@ def padded(c):
 
 def gemm_blocks(cout, k):
     """``[(start, width)]``: output channels as :func:`~mobilenet_np.kernels.fused.gemm` walks them for ``k``
-    inputs (blocks as wide as :func:`~mobilenet_np.kernels.fused.widest_block` allows, then 32, 16, 8)."""
-    widest = fused.widest_block(k)
+    inputs (blocks as wide as :func:`~mobilenet_np.kernels.fused.widest_block` allows, then 32, 16, 8:
+    :func:`~mobilenet_np.kernels.fused.packed_block`)."""
     blocks, ob = [], 0
-    while cout - ob >= widest:
-        blocks.append((ob, widest))
-        ob += widest
-    for width in (32, 16, 8):
-        if width < widest and cout - ob >= width:
-            blocks.append((ob, width))
-            ob += width
+    while ob < cout:
+        width = int(fused.packed_block(cout - ob, k))
+        blocks.append((ob, width))
+        ob += width
     assert ob == cout, cout
     return blocks
 

@@ -25,11 +25,12 @@ Arithmetic, all with the vectors of :mod:`mobilenet_np.kernels.simd`:
   past 160 inputs the 64-wide blocks give way to 32-wide ones (:func:`widest_block`), and while one block
   computes, the next block's weights are prefetched.
   The stem's inputs are its K*K*Cin taps in (ky, kx, c) order: K runs of K*Cin contiguous values, one per input
-  row. Weights are packed per block of output channels so their loads are contiguous. For the stem, whose
-  pixel step (3 channels x stride 2) is known in advance, :func:`stem_row` runs tiles of 16 pixels x 16
-  channels instead (one pointer per input row rather than one per pixel) when its channels come in 16s. With only 8 or 16 inputs
-  the narrow blocks keep all their weights in registers instead (:func:`_gemm_stationary`); the logits of one
-  image are a matrix-vector product streaming 256 channels at a time (:func:`_gemv_quad`).
+  row. Weights are packed per block of output channels (:func:`packed_block`) so their loads are contiguous.
+  For the stem, whose pixel step (3 channels x stride 2) is known in advance, :func:`stem_row` runs tiles of
+  16 pixels x 16 channels instead (one pointer per input row rather than one per pixel) when its channels
+  come in 16s. With only 8 or 16 inputs the narrow blocks keep all their weights in registers instead
+  (:func:`_gemm_stationary`); the logits of one image are a matrix-vector product streaming 256 channels at a
+  time (:func:`_gemv_quad`).
 * depthwise 3x3: along an output row, 16 (or 8) channels per vector, the nine weights in registers; at stride 1,
   8 pixels at a time, each input pixel loaded once for the up to three sums it feeds.
 * a depthwise row goes to a scratch row (in L1) and straight through the following pointwise, whose epilogue
@@ -54,10 +55,10 @@ from numba import njit, prange
 
 from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import add_one, add_xnnpack_one, mean_from_sum, rounded_mean
-from .simd import (add_widened8, clamp6, count_in_range, cycle_counter, deinterleave_rgb32, dup8, fma, load_like, load_row16,
-                   load_row8, load_rows_like, offsets, offsets2d_like, offsets_like, prefetch, rows_clamp6,
-                   rows_fma_splat, run_offsets, splat_rows, store, store_affine, store_transposed, tile_add,
-                   tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
+from .simd import (add_widened8, clamp6, count_in_range, cycle_counter, deinterleave_rgb32, dup8, fma, load_like,
+                   load_row16, load_row8, load_rows_like, offsets, offsets2d_like, offsets_like, prefetch,
+                   rows_clamp6, rows_fma_splat, run_offsets, splat_rows, store, store_affine, store_transposed,
+                   tile_add, tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -87,6 +88,17 @@ def widest_block(k):
     """The widest block of output channels of a GEMM with ``k`` inputs (64, 32 past WIDE_PANEL_MAX_K, or 16
     with AVX2-sized registers)."""
     return 32 if WIDE and k > WIDE_PANEL_MAX_K else WIDEST
+
+
+@njit(cache=True)
+def packed_block(left, k):
+    """The width of the packed block of output channels that starts where ``left`` channels remain (a multiple
+    of 8), for ``k`` inputs: as wide as :func:`widest_block` allows while that many remain, then 32, 16, 8 --
+    the order :func:`gemm` walks and ``executor.pack_gemm`` packs them in."""
+    widest = widest_block(k)
+    if left >= widest:
+        return widest
+    return 32 if left >= 32 else (16 if left >= 16 else 8)
 
 # ------------------------------------------------------------------------------------------ the plan format
 ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
@@ -598,10 +610,9 @@ def stem_row(src, seg0, seg1, seg2, ow, prm, w_off, b_off, cout, relu6, dst, d_b
     pixel 0's first tap; weights packed as for :func:`gemm`) by :func:`_stem_tiles`, walking the packed blocks
     16 channels at a time; only where :func:`stem_tiles_fit` (else :func:`gemm` runs the stem). Same bytes as
     :func:`gemm`."""
-    widest = widest_block(np.int64(27))
     ob = 0
-    while ob < cout:      # the packed blocks, as executor.gemm_blocks makes them
-        nb = widest if cout - ob >= widest else (32 if cout - ob >= 32 else 16)
+    while ob < cout:
+        nb = packed_block(cout - ob, np.int64(27))
         for s in range(0, nb, 16):
             _stem_tiles(src, seg0, seg1, seg2, ow, prm, w_off + ob * 27 + s, nb,
                         load_row16(prm, b_off + ob + s, 1), relu6, dst, d_base + ob + s, cout)
