@@ -90,6 +90,30 @@ def test_gemm_with_many_inputs_matches_twin(cin):
     assert_close(E.fused_dense(f, w, b), K.logits_numpy(f, w, b), "kernel_vs_twin", "fused dense")
 
 
+@pytest.mark.parametrize("cin", [8, 16])
+def test_stationary_blocks_sum_exactly_like_the_tiles(cin):
+    """With 8 or 16 inputs in one run the GEMM keeps narrow blocks' weights in registers
+    (fused._gemm_stationary: 16 and 8 channels, and 32 with 8 inputs); the same inputs given as two runs of
+    half the length take the register tiles, with the same sums in the same order: the bytes must agree, for
+    every mix of 64/32/16/8-wide blocks, odd pixel counts, several output rows, ReLU6 and the residual."""
+    rng = np.random.default_rng(cin)
+    for cout in (8, 16, 24, 32, 40, 48, 56, 96, 104, 120):
+        prm, (w_off, b_off) = E._params(E.pack_gemm(_random(rng, cin, cout, scale=0.5)), _random(rng, cout))
+        for npx, rowpx in ((1, 1), (7, 7), (17, 17), (80, 40)):
+            src = _random(rng, npx * cin + E.ALIGN)
+            residual = _random(rng, npx * cout)
+            for relu6 in (False, True):
+                for res in (False, True):
+                    outs = []
+                    for nseg, seglen in ((1, cin), (2, cin // 2)):
+                        out = np.concatenate([np.full(4, np.nan, np.float32), residual, np.full(4, np.nan, np.float32)])
+                        fused.gemm(src, 0, cin // 2, 0, nseg, seglen, cin, npx, prm, w_off, b_off, cout, relu6,
+                                   out, 4, cout, rowpx, rowpx * cout, res, 4, cout)
+                        outs.append(out)
+                    assert np.array_equal(outs[0], outs[1], equal_nan=True), (cin, cout, npx, relu6, res)
+                    assert not np.isnan(outs[0][4:-4]).any() and np.isnan(outs[0][[0, 3, -4, -1]]).all()
+
+
 def test_gemm_packing_walks_blocks_in_kernel_order():
     assert E.gemm_blocks(8, 16) == [(0, 8)]
     if fused.WIDE:

@@ -28,9 +28,9 @@ Arithmetic, all with the vectors of :mod:`mobilenet_np.kernels.simd`:
   row. Weights are packed per block of output channels (:func:`packed_block`) so their loads are contiguous.
   For the stem, whose pixel step (3 channels x stride 2) is known in advance, :func:`stem_row` runs tiles of
   16 pixels x 16 channels instead (one pointer per input row rather than one per pixel) when its channels
-  come in 16s. With only 8 or 16 inputs the narrow blocks keep all their weights in registers instead
-  (:func:`_gemm_stationary`); the logits of one image are a matrix-vector product streaming 256 channels at a
-  time (:func:`_gemv_quad`).
+  come in 16s. With only 8 or 16 inputs the narrow blocks (16 and 8 channels; with 8 inputs also a 32-wide
+  one) keep all their weights in registers instead (:func:`_gemm_stationary`); the logits of one image are a
+  matrix-vector product streaming 256 channels at a time (:func:`_gemv_quad`).
 * depthwise 3x3: along an output row, 16 (or 8) channels per vector, the nine weights in registers; at stride 1,
   8 pixels at a time, each input pixel loaded once for the up to three sums it feeds.
 * a depthwise row goes to a scratch row (in L1) and straight through the following pointwise, whose epilogue
@@ -162,9 +162,9 @@ def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, br
 @njit(cache=True, _nrt=False)
 def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d_step, d_rowpx, d_rowstride,
                      res, r_base, r_step):
-    """The GEMM for few inputs (8 or 16) and few outputs (8 or 16): the whole weight block ``rows`` stays in
-    registers and the pixels stream past, four at a time along each output row (same sums, same order as
-    :func:`_gemm_block`)."""
+    """The GEMM for few inputs (8 or 16) and few outputs (8 or 16; 32 for 8 inputs): the whole weight block
+    ``rows`` stays in registers and the pixels stream past, four at a time along each output row (same sums,
+    same order as :func:`_gemm_block`)."""
     p = 0
     d_row = d_base
     while p < npx:
@@ -198,8 +198,8 @@ def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d
 def _stationary_block(src, s_base, seglen, s_step, npx, prm, w, nb, brow, relu6, dst, d_base, d_step, d_rowpx,
                       d_rowstride, res, r_base, r_step):
     """:func:`_gemm_stationary` for one block of ``nb`` output channels (``brow``: its biases) with ``seglen``
-    = 8 or 16 inputs, its weights ``[seglen, nb]`` at ``prm[w]`` (a register count must be a compile-time
-    constant, hence two branches)."""
+    = 8 or 16 inputs (``nb * seglen <= 256``: at most 16 registers of weights), its weights ``[seglen, nb]`` at
+    ``prm[w]`` (a register count must be a compile-time constant, hence two branches)."""
     if seglen == 8:
         rows8 = load_rows_like(brow, prm, w, nb, 8)
         _gemm_stationary(src, s_base, s_step, npx, rows8, brow, relu6, dst, d_base, d_step, d_rowpx, d_rowstride,
@@ -247,6 +247,14 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
             _stationary_block(src, seg0, seglen, s_step, npx, prm, w_off + end * seglen, np.int64(8),
                               load_row8(prm, b_off + end, 1), relu6, dst, d_base + end, d_step, d_rowpx,
                               d_rowstride, res, r_base + end, r_step)
+        if seglen == 8 and cout16 % 64 == 32:
+            # 8 inputs: a 32-wide block's weights (16 registers) stay in registers too; for V2 0.5's first
+            # expansion (8 -> 48 channels at 80x80) 21 % fewer cycles than its tiles, which reload the weights
+            # for every 8 pixels and spend a larger share of their short (8-step) reductions on set-up
+            cout16 -= 32
+            _stationary_block(src, seg0, seglen, s_step, npx, prm, w_off + cout16 * seglen, np.int64(32),
+                              load_row16(prm, b_off + cout16, 2), relu6, dst, d_base + cout16, d_step, d_rowpx,
+                              d_rowstride, res, r_base + cout16, r_step)
         cout = cout16     # the wide blocks, below
         ob = 0
     while cout - ob >= 64 and widest_block(kin) == 64:
