@@ -198,8 +198,8 @@ def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d
 def _stationary_block(src, s_base, seglen, s_step, npx, prm, w, nb, brow, relu6, dst, d_base, d_step, d_rowpx,
                       d_rowstride, res, r_base, r_step):
     """:func:`_gemm_stationary` for one block of ``nb`` output channels (``brow``: its biases) with ``seglen``
-    = 8 or 16 inputs (``nb * seglen <= 256``: at most 16 registers of weights), its weights ``[seglen, nb]`` at
-    ``prm[w]`` (a register count must be a compile-time constant, hence two branches)."""
+    = 8 or 16 inputs, its weights ``[seglen, nb]`` at ``prm[w]`` (a register count must be a compile-time
+    constant, hence two branches)."""
     if seglen == 8:
         rows8 = load_rows_like(brow, prm, w, nb, 8)
         _gemm_stationary(src, s_base, s_step, npx, rows8, brow, relu6, dst, d_base, d_step, d_rowpx, d_rowstride,
@@ -252,9 +252,9 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
             # expansion (8 -> 48 channels at 80x80) 21 % fewer cycles than its tiles, which reload the weights
             # for every 8 pixels and spend a larger share of their short (8-step) reductions on set-up
             cout16 -= 32
-            _stationary_block(src, seg0, seglen, s_step, npx, prm, w_off + cout16 * seglen, np.int64(32),
-                              load_row16(prm, b_off + cout16, 2), relu6, dst, d_base + cout16, d_step, d_rowpx,
-                              d_rowstride, res, r_base + cout16, r_step)
+            brow32 = load_row16(prm, b_off + cout16, 2)
+            _gemm_stationary(src, seg0, s_step, npx, load_rows_like(brow32, prm, w_off + cout16 * 8, 32, 8), brow32,
+                             relu6, dst, d_base + cout16, d_step, d_rowpx, d_rowstride, res, r_base + cout16, r_step)
         cout = cout16     # the wide blocks, below
         ob = 0
     while cout - ob >= 64 and widest_block(kin) == 64:
