@@ -1,6 +1,6 @@
 """bench/compare.py still runs: its peers agree with mobilenet_np before anything is timed, and the profile
-lists every fused stage; bench/cold_calls.py times every prelude. Random weights (no fixtures), few repeats:
-these check the tools, not the speed."""
+lists every fused stage; bench/cold_calls.py times every prelude; bench/spread.py sums up several runs. Random
+weights (no fixtures), few repeats: these check the tools, not the speed."""
 import importlib.util
 import json
 import os
@@ -65,3 +65,25 @@ def test_interleaved_rotates_the_order_and_times_blocks():
     calls.clear()
     compare.interleaved(runners, None, repeats=2, warmup=0, block=3)
     assert calls == list("aaabbbccc" "bbbcccaaa")
+
+
+def test_spread_summarizes_runs(tmp_path):
+    """bench/spread.py over three hand-made runs: counts, range, median and runs above the limit per mode."""
+    def result(block, tf, xnn):
+        return {"case": "v1_025_224", "batch": 1, "threads": 1, "block": block,
+                "median_ms": {}, "ratio": {"tensorflow": tf, "tflite_xnnpack": xnn}}
+    for i, (tf, xnn) in enumerate([(0.18, 0.70), (0.24, 0.75), (0.19, 0.68)]):
+        (tmp_path / f"cold_{i}.json").write_text(json.dumps([result(1, tf, xnn)]))
+    (tmp_path / "steady.json").write_text(json.dumps([result(5, 0.15, 0.66)]))
+    files = sorted(str(p) for p in tmp_path.glob("*.json"))
+    r = run("--peer", "tensorflow", "--limit", "0.2", *files, tool="spread.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3        # the header, cold and steady for the one peer
+    assert lines[1].split() == ["v1_025_224", "1", "1", "cold", "tensorflow", "3", "0.18", "0.190", "0.24",
+                                "1", "of", "3"]
+    assert lines[2].split() == ["v1_025_224", "1", "1", "steady", "(5)", "tensorflow", "1", "0.15", "0.150",
+                                "0.15", "0", "of", "1"]
+    r = run(*files, tool="spread.py")     # every peer, no limit
+    assert [line.split()[4 if "cold" in line else 5] for line in r.stdout.splitlines()[1:]] == [
+        "tensorflow", "tflite_xnnpack", "tensorflow", "tflite_xnnpack"]
