@@ -21,7 +21,15 @@ from .kernels import fused
 from .kernels.padding import same_padding
 
 ALIGN = 16   # floats: every buffer starts on a 64-byte boundary (a cache line, one AVX-512 vector)
-WHOLE_MAP_PIXELS = 256   # maps up to this many pixels are computed in one step per layer
+WHOLE_MAP_PIXELS = 256   # maps up to this many pixels are computed in one step per layer, and maps up to
+# NARROW_MAP_PIXELS (20x20) too when no whole map the step then reads or writes (input, depthwise scratch,
+# output) holds more than NARROW_MAP_FLOATS (160 KB, which stays in L2 beside the weights). One GEMM over 400
+# pixels instead of 20 rows of 20, whose last 8-pixel tile repeats 4, made V2 0.5/160's 20x20 expansions and
+# blocks 10-25 % faster and its pass 2.6-3.5 % (V2 0.35/160 1.6 %, V1 0.25/160 2.2 %; A/B in one process);
+# grouping wider maps as well (20x20 in V2 1.0 and 1.4 at 160, 28x28 in V2 1.0 and V1 0.5 at 224) made those
+# 1-2 % slower.
+NARROW_MAP_PIXELS = 400
+NARROW_MAP_FLOATS = 40 * 1024
 
 
 def aligned_zeros(shape, dtype=np.float32):
@@ -150,6 +158,11 @@ class _Tensor:
         self.h, self.w, self.c, self.border, self.producer = h, w, c, border, producer
         self.plane = 0      # > 0: rows stored planar for the stem (fused._stem_planar_row)
 
+    @property
+    def size(self):
+        """Floats in the whole map (borders aside)."""
+        return self.h * self.w * self.c
+
 
 class FastExecutor:
     """Runs a model's folded steps with :func:`mobilenet_np.kernels.fused.forward`."""
@@ -233,9 +246,11 @@ class FastExecutor:
         def feeds_depthwise(i):   # does layer i's output go into a 3x3 convolution (needs a border)?
             return i < len(layers) and layers[i][0].op == "depthwise"
 
-        def group(h, w):
-            """All rows in one step for small maps (one GEMM, weights streamed once), else one at a time."""
-            return h if h * w <= WHOLE_MAP_PIXELS else 1
+        def group(h, w, floats):
+            """All rows in one step for small maps (one GEMM, weights streamed once), else one at a time;
+            ``floats``: the largest whole map such a step would read or write (see NARROW_MAP_PIXELS)."""
+            small = h * w <= WHOLE_MAP_PIXELS or (h * w <= NARROW_MAP_PIXELS and floats <= NARROW_MAP_FLOATS)
+            return h if small else 1
 
         def q(layer):     # the layer's requantization record, -1 for a float layer
             return self._requant.get(layer.name, -1)
@@ -259,14 +274,16 @@ class FastExecutor:
                 i += 1
             elif layer.op == "pointwise" and feeds_depthwise(i + 1):      # V2's expand
                 out = _Tensor(cur.h, cur.w, p["cout"], 1)
-                cur = add(_Stage(fused.ST_EXPAND, out, [(cur, "same")], group=group(out.h, out.w),
+                cur = add(_Stage(fused.ST_EXPAND, out, [(cur, "same")],
+                                 group=group(out.h, out.w, max(cur.size, out.size)),
                                  W1=p["w"], B1=p["b"], RELU1=layer.relu6, Q1=q(layer),
                                  REC1=rec(layer.name, out, layer.out_channels), CR1=layer.out_channels))
                 cur.producer.names = [layer.name]
                 i += 1
             elif layer.op == "pointwise":                                 # on its own (V2's Conv_1)
                 out = _Tensor(cur.h, cur.w, p["cout"], int(feeds_depthwise(i + 1)))
-                cur = add(_Stage(fused.ST_PW, out, [(cur, "same")], group=group(out.h, out.w),
+                cur = add(_Stage(fused.ST_PW, out, [(cur, "same")],
+                                 group=group(out.h, out.w, max(cur.size, out.size)),
                                  W1=p["w"], B1=p["b"], RELU1=layer.relu6, Q1=q(layer),
                                  REC1=rec(layer.name, out, layer.out_channels), CR1=layer.out_channels))
                 cur.producer.names = [layer.name]
@@ -290,7 +307,8 @@ class FastExecutor:
                 dw_rec = rec(dw.name, out, dw.out_channels)
                 pw_rec = rec(pw.name, out, pw.out_channels)
                 block_rec = rec(pw.block, out, pw.out_channels) if pw.ends_block else -1
-                stage = _Stage(fused.ST_DWPW, out, inputs, dw.stride, top, 3, group(oh, ow), PAD_L=left,
+                whole = max(cur.size, oh * ow * cur.c, out.size)       # input, depthwise scratch, output
+                stage = _Stage(fused.ST_DWPW, out, inputs, dw.stride, top, 3, group(oh, ow, whole), PAD_L=left,
                                W1=pdw["w"], B1=pdw["b"], RELU1=dw.relu6, W2=ppw["w"], B2=ppw["b"],
                                RELU2=pw.relu6, REC1=dw_rec, REC2=pw_rec, REC3=block_rec,
                                Q1=q(dw), Q2=q(pw), Q3=self._add.get(pw.name, -1),

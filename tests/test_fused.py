@@ -136,7 +136,8 @@ def _pair(family, alpha, num_classes=1001, seed=0):
 @pytest.mark.parametrize("family,alpha,n,size", [
     ("v1", 0.25, 2, (64, 96)), ("v1", 0.25, 1, (128, 128)), ("v1", 0.25, 1, (50, 67)),   # 67: odd, left pad 1
     ("v1", 0.3, 3, (37, 45)),                                                            # 0.3: channels 9, 19, ...
-    ("v2", 0.5, 2, (65, 33)), ("v2", 0.35, 1, (96, 96)), ("v2", 1.0, 1, (33, 50))])
+    ("v2", 0.5, 2, (65, 33)), ("v2", 0.35, 1, (96, 96)), ("v2", 1.0, 1, (33, 50)),
+    ("v2", 0.5, 1, (80, 72))])                 # 20x18 maps of 96 channels: a step makes all their rows
 def test_executor_matches_layer_by_layer_path(family, alpha, n, size):
     fast, layers = _pair(family, alpha)
     assert fast.executor is not None and layers.executor is None
@@ -272,6 +273,26 @@ def test_the_input_stage_catches_every_value_out_of_range(family, alpha):
             bad[0, y, x, c] = value
             with pytest.raises(InputError):
                 fast.features(bad)
+
+
+@pytest.mark.parametrize("family, alpha, grouped", [
+    # 20x20 stages of V2 0.5 (96 channels: 38,400 floats a map) from block 4 on; block 3's depthwise would
+    # read its whole 40x40x96 input (153,600) and stays row by row
+    ("v2", 0.5, ["expanded_conv_4/expand", "expanded_conv_4/depthwise", "expanded_conv_5/expand",
+                 "expanded_conv_5/depthwise", "expanded_conv_6/expand"]),
+    ("v2", 1.0, []),                            # 192 channels: 76,800 floats
+    ("v1", 0.25, ["Conv2d_5_depthwise"])])      # 64 channels; Conv2d_4 reads 40x40x32 (51,200)
+def test_maps_up_to_20x20_are_made_whole_when_narrow(family, alpha, grouped):
+    fast, _ = _pair(family, alpha)
+    plan = fast.executor.plan(160, 160)
+    for k, names in enumerate(plan.names):
+        h = plan.tensors[plan.stages[k, fused.TOUT], fused.T_H] if plan.stages[k, fused.TOUT] >= 0 else 0
+        if names[0] in grouped:
+            assert h == 20 and plan.stages[k, fused.GROUP] == 20, names
+        elif h * plan.tensors[plan.stages[k, fused.TOUT], fused.T_W] > 256:
+            assert plan.stages[k, fused.GROUP] == 1, names      # larger maps: a row per step
+        elif plan.stages[k, fused.TOUT] >= 0 and plan.stages[k, fused.OP] != fused.ST_INPUT:
+            assert plan.stages[k, fused.GROUP] == h, names      # up to 256 pixels: always whole
 
 
 def test_parameters_and_arenas_start_on_a_cache_line():

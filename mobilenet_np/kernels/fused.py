@@ -10,8 +10,9 @@ how to compute it fast, and give the same numbers up to float32 rounding (``test
 Memory: a row pipeline. A stage computes an output row as soon as the rows it reads exist, so a tensor only
 ever needs the few rows its consumers have still to read: tensors are *rings* of a few rows (the planner finds
 how many), and one image's whole network works in a few hundred kilobytes that stay in the CPU's caches, image
-after image. Small maps (<= 256 pixels) are the exception: a layer there makes all its rows in one step, one
-GEMM whose weights stream through once instead of once per row. Tensors whose lifetimes do not overlap share
+after image. Small maps (<= 256 pixels, and narrow ones up to 20x20: ``executor.NARROW_MAP_PIXELS``) are the
+exception: a layer there makes all its rows in one step, one GEMM whose weights stream through once instead of
+once per row. Tensors whose lifetimes do not overlap share
 arena memory (V2 0.5/160: 0.5 MB instead of 1.75 MB). Tensors read by a 3x3 convolution carry a one-column
 zero border on each side, which their writers zero, and their top and bottom border rows are a shared row of
 zeros, so 'SAME' padding costs nothing and no kernel tests bounds. Channel counts are rounded up to a multiple
