@@ -7,17 +7,17 @@ and biases). :func:`forward` then runs the schedule for every image, and the log
 Python. The per-layer kernels (``conv.py``, ``depthwise.py``, ``pointwise.py``) say what is computed; these say
 how to compute it fast, and give the same numbers up to float32 rounding (``tests/test_fused.py``).
 
-Memory: a row pipeline. A stage computes an output row as soon as the rows it reads exist, so a tensor only
-ever needs the few rows its consumers have still to read: tensors are *rings* of a few rows (the planner finds
-how many), and one image's whole network works in a few hundred kilobytes that stay in the CPU's caches, image
-after image. Small maps (<= 256 pixels, and narrow ones up to 20x20: ``executor.NARROW_MAP_PIXELS``) are the
-exception: a layer there makes all its rows in one step, one GEMM whose weights stream through once instead of
-once per row. Tensors whose lifetimes do not overlap share
-arena memory (V2 0.5/160: 0.5 MB instead of 1.75 MB). Tensors read by a 3x3 convolution carry a one-column
-zero border on each side, which their writers zero, and their top and bottom border rows are a shared row of
-zeros, so 'SAME' padding costs nothing and no kernel tests bounds. Channel counts are rounded up to a multiple
-of 8 with zero weights and biases, so padded channels stay exactly zero and every loop runs over whole SIMD
-vectors; the arena and the parameter buffer start on a cache line, so no vector load straddles two.
+Memory: a row pipeline. A stage computes an output row as soon as the rows it reads exist, so a tensor only ever
+needs the few rows its consumers have still to read: tensors are *rings* of a few rows (the planner finds how
+many), and one image's whole network works in a few hundred kilobytes that stay in the CPU's caches, image after
+image. Small maps (<= 256 pixels, and narrow ones up to 20x20: ``executor.NARROW_MAP_PIXELS``) are the exception:
+a layer there makes all its rows in one step, one GEMM whose weights stream through once instead of once per row.
+Tensors whose lifetimes do not overlap share arena memory (V2 0.5/160: 0.4 MB instead of 1.75 MB). Tensors read
+by a 3x3 convolution carry a one-column zero border on each side, which their writers zero, and their top and
+bottom border rows are a shared row of zeros, so 'SAME' padding costs nothing and no kernel tests bounds. Channel
+counts are rounded up to a multiple of 8 with zero weights and biases, so padded channels stay exactly zero and
+every loop runs over whole SIMD vectors; the arena and the parameter buffer start on a cache line, so no vector
+load straddles two.
 
 Arithmetic, all with the vectors of :mod:`mobilenet_np.kernels.simd`:
 
@@ -250,7 +250,7 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
                               d_rowstride, res, r_base + end, r_step)
         if seglen == 8 and cout16 % 64 == 32:
             # 8 inputs: a 32-wide block's weights (16 registers) stay in registers too; for V2 0.5's first
-            # expansion (8 -> 48 channels at 80x80) 21 % fewer cycles than its tiles, which reload the weights
+            # expansion (8 -> 48 channels at 80x80) 21-24 % fewer cycles than its tiles, which reload the weights
             # for every 8 pixels and spend a larger share of their short (8-step) reductions on set-up
             cout16 -= 32
             brow32 = load_row16(prm, b_off + cout16, 2)
