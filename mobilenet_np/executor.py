@@ -518,9 +518,9 @@ def _bordered(x, c):
 
 
 def fused_conv(x, w, bias, stride, relu6):
-    """:func:`~mobilenet_np.kernels.conv2d` with TF 'SAME' padding (K <= 3) by :func:`fused.gemm` over the
-    K*K*Cin taps of each output row (three runs of K*Cin values, one per input row); a stem (3x3, stride 2,
-    3 input channels) by :func:`fused.stem_row` where that applies, as the executor runs it."""
+    """:func:`~mobilenet_np.kernels.conv2d` with TF 'SAME' padding (K <= 3), row by row with
+    :func:`fused.conv_row` as the executor runs it (the K*K*Cin taps of an output row are three runs of K*Cin
+    values, one per input row)."""
     n, h, wd, cin = x.shape
     k, cout = w.shape[0], w.shape[3]
     op = padded(cout)
@@ -535,12 +535,8 @@ def fused_conv(x, w, bias, stride, relu6):
     for b in range(n):
         for i in range(oh):
             seg = [(b * (h + 2) + i * stride - top + 1 + r) * rowlen + (1 - left) * cin for r in range(k)] + [0, 0]
-            if (k, stride, cin) == (3, 2, 3) and fused.stem_tiles_fit(op, ow):
-                fused.stem_row(src, seg[0], seg[1], seg[2], ow, prm, w_off, b_off, op, bool(relu6), out,
-                               (b * oh + i) * ow * op)
-            else:
-                fused.gemm(src, seg[0], seg[1], seg[2], k, k * cin, stride * cin, ow, prm, w_off, b_off, op,
-                           bool(relu6), out, (b * oh + i) * ow * op, op, ow, 0, False, 0, 0)
+            fused.conv_row(src, seg[0], seg[1], seg[2], k, cin, stride, ow, prm, w_off, b_off, op, bool(relu6), out,
+                           (b * oh + i) * ow * op)
     return out[:n * oh * ow * op].reshape(n, oh, ow, op)[..., :cout].copy()
 
 

@@ -628,6 +628,18 @@ def stem_row(src, seg0, seg1, seg2, ow, prm, w_off, b_off, cout, relu6, dst, d_b
         ob += nb
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def conv_row(src, seg0, seg1, seg2, kk, cin, stride, ow, prm, w_off, b_off, cout, relu6, dst, d_base):
+    """One output row of a full KxK convolution from pixel-major input rows (``seg*``: the K input rows at
+    pixel 0's first tap), NHWC out: a stem (3x3, stride 2, 3 channels) by :func:`stem_row` where
+    :func:`stem_tiles_fit`, any other by :func:`gemm` over its K*K*Cin taps."""
+    if cin == 3 and stride == 2 and kk == 3 and stem_tiles_fit(cout, ow):
+        stem_row(src, seg0, seg1, seg2, ow, prm, w_off, b_off, cout, relu6, dst, d_base)
+    else:
+        gemm(src, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, w_off, b_off, cout, relu6,
+             dst, d_base, cout, ow, np.int64(0), np.bool_(False), np.int64(0), np.int64(0))
+
+
 # ------------------------------------------------------------------------------------------ tensors
 # Scalar loops index with unsigned integers: Numba then skips Python's negative-index wrap-around, which
 # would otherwise stop LLVM from vectorizing them.
@@ -784,8 +796,9 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
 
 @njit(cache=True, _nrt=False)
 def _conv_row(st, k, t, a, prm, qprm, i):
-    """Row ``i`` of a full KxK convolution (the stem): a GEMM over its K*K*Cin taps."""
-    Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
+    """Row ``i`` of a full KxK convolution (the stem): from planar input rows by :func:`_stem_planar_row`, else
+    by :func:`conv_row`."""
+    Z = np.int64(0)   # typed, not a literal
     ti, to = st[k, TIN], st[k, TOUT]
     cin, stride, kk = t[ti, T_C], st[k, STRIDE], st[k, K]
     top = i * stride - st[k, PAD_T]
@@ -798,11 +811,9 @@ def _conv_row(st, k, t, a, prm, qprm, i):
     if plane > 0:
         _stem_planar_row(a, _padded_row(t, ti, top), _padded_row(t, ti, top + 1), _padded_row(t, ti, top + 2),
                          plane, st[k, PAD_L], ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0, a, _row(t, to, i))
-    elif cin == 3 and stride == 2 and kk == 3 and stem_tiles_fit(cout, ow):
-        stem_row(a, seg0, seg1, seg2, ow, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0, a, _row(t, to, i))
     else:
-        gemm(a, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, st[k, W1], st[k, B1], cout,
-             st[k, RELU1] != 0, a, _row(t, to, i), cout, ow, Z, NO, Z, Z)
+        conv_row(a, seg0, seg1, seg2, kk, cin, stride, ow, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0,
+                 a, _row(t, to, i))
     if qprm is not None:                # (None: a float model; Numba then compiles no integer code)
         if st[k, Q1] >= 0:
             _requant_rows(t, to, a, i, 1, prm, qprm, st[k, Q1])
