@@ -49,7 +49,9 @@ Numba's cache in a fraction of a second). Calls between them pass typed values, 
 Numba does not compile one version per constant; ``_nrt=False`` turns off reference counting, whose atomic
 increments on every call cost 15 % of the run time. Numba re-optimizes a function's whole call tree when it
 finishes compiling it, so :func:`run_image` is inlined into its callers (``inline="always"``): one pass over
-the tree less, 1-4 s of the first compile.
+the tree less, 1-4 s of the first compile. Functions only ever called from compiled code are built without
+the wrapper that lets Python call them (``no_cpython_wrapper=True``): that wrapper is code too, linked into
+every caller's module and compiled again with it (1.1 s, 6 %, of the first uint8 compile).
 """
 import numpy as np
 from numba import njit, prange
@@ -126,7 +128,7 @@ ZERO_ROW = 0   # tensor 0 is the shared row of zeros at the arena's start (its T
 
 
 # ------------------------------------------------------------------------------------------ tiled GEMM
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, tmpl, relu6,
                 dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step):
     """One block of ``nb`` output channels for ``npx`` pixels, ``len(tmpl)`` pixels at a time (the last tile
@@ -195,7 +197,7 @@ def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d
         d_row += d_rowstride
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _stationary_block(src, s_base, seglen, s_step, npx, prm, w, nb, brow, relu6, dst, d_base, d_step, d_rowpx,
                       d_rowstride, res, r_base, r_step):
     """:func:`_gemm_stationary` for one block of ``nb`` output channels (``brow``: its biases) with ``seglen``
@@ -279,7 +281,7 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
                     dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _gemv_quad(src, s_base, cin, prm, w, b_off, nb, brow, dst, d_base):
     """Four packed ``nb``-wide blocks of output channels side by side for one pixel (``brow``: a bias row of
     one block, for the shape), i.e. 16 (AVX-512) or 8 (AVX2) independent FMA chains. The weights stream from
@@ -332,7 +334,7 @@ def dense(f, n, cin, prm, w_off, b_off, cout, out):
 
 
 # ------------------------------------------------------------------------------------------ depthwise row
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _dw_weights(brow, prm, w, c):
     """The nine weight vectors (taps in (ky, kx) order) of one block of channels shaped like ``brow``; the
     weights are ``[9, c]`` at ``w``."""
@@ -341,7 +343,7 @@ def _dw_weights(brow, prm, w, c):
             load_like(brow, prm, w + 6 * c)[0], load_like(brow, prm, w + 7 * c)[0], load_like(brow, prm, w + 8 * c)[0])
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _dw_block(src, r0, r1, r2, cstep, ow, prm, w, c, brow, relu6, dst, d_base, d_step):
     """One vector of channels along an output row, its nine weights held in registers: per pixel the bias,
     then the 9 taps in (ky, kx) order."""
@@ -363,7 +365,7 @@ def _dw_block(src, r0, r1, r2, cstep, ow, prm, w, c, brow, relu6, dst, d_base, d
         store(dst, d_base + j * d_step, acc)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _dw_taps8(src, r, c, wa, wb, wc, a0, a1, a2, a3, a4, a5, a6, a7):
     """One input row's three taps (weights ``wa, wb, wc``) for 8 output pixels at stride 1 whose leftmost
     tap is at ``r``: each of the 10 input pixels is loaded once and feeds up to three pixels' sums; each
@@ -405,7 +407,7 @@ def _dw_taps8(src, r, c, wa, wb, wc, a0, a1, a2, a3, a4, a5, a6, a7):
     return a0, a1, a2, a3, a4, a5, a6, a7
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _dw_block8(src, r0, r1, r2, ow, prm, w, c, brow, relu6, dst, d_base, d_step):
     """:func:`_dw_block` at stride 1, 8 pixels at a time (:func:`_dw_taps8`): 8 independent chains of
     multiply-adds, and 30 loads for their 72 taps; the last ``ow % 8`` pixels by :func:`_dw_block`."""
@@ -435,7 +437,7 @@ def _dw_block8(src, r0, r1, r2, ow, prm, w, c, brow, relu6, dst, d_base, d_step)
                   d_base + j * d_step, d_step)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _dw_taps_pairs(src, r, wa, wb, wc, a0, a1, a2, a3, a4, a5, a6, a7):
     """:func:`_dw_taps8` for 8 channels, two pixels per vector: pair p (pixels 2p and 2p + 1) adds tap kx from
     the 16 floats at ``r + (2p + kx) * 8``; 17 loads for the 24 taps of 16 pixels."""
@@ -587,7 +589,7 @@ def _stem_planar_row(a, r0, r1, r2, plane, left, ow, prm, w_off, b_off, relu6, d
 STEM_TILE = 16
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _stem_tiles(src, seg0, seg1, seg2, ow, prm, w, nb, brow, relu6, dst, d_base, d_step):
     """16 output channels (``brow``: their biases) of a stem row, STEM_TILE pixels at a time (the last tile
     may overlap the one before and store its pixels again, equal). Tap t's weights are ``prm[w + t*nb:][:16]``
@@ -643,13 +645,13 @@ def conv_row(src, seg0, seg1, seg2, kk, cin, stride, ow, prm, w_off, b_off, cout
 # ------------------------------------------------------------------------------------------ tensors
 # Scalar loops index with unsigned integers: Numba then skips Python's negative-index wrap-around, which
 # would otherwise stop LLVM from vectorizing them.
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _row(t, ti, r):
     """Offset of pixel (r, 0) of tensor ``ti`` (past the left border, if any)."""
     return t[ti, T_BASE] + (r % t[ti, T_RING]) * t[ti, T_ROWLEN] + t[ti, T_BORDER] * t[ti, T_C]
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _padded_row(t, ti, r):
     """Offset of the left border pixel of row ``r`` (-1 to H) of a bordered tensor; rows -1 and H are the
     shared row of zeros."""
@@ -658,7 +660,7 @@ def _padded_row(t, ti, r):
     return t[ti, T_BASE] + (r % t[ti, T_RING]) * t[ti, T_ROWLEN]
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _zero_borders(t, to, a, i, rows):
     """Zero the left and right border pixels of rows ``i`` to ``i + rows - 1`` of tensor ``to`` (if it has a
     border): its memory may have held another tensor before."""
@@ -673,7 +675,7 @@ def _zero_borders(t, to, a, i, rows):
             a[np.uint64(base + right + ch)] = 0.0
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _record(a, src, npx, cpad, ends, e_off, creal):
     """Copy ``npx`` pixels (``cpad`` channels apart, the first ``creal`` of each) to ``ends[e_off:]``."""
     for p in range(npx):
@@ -690,7 +692,7 @@ def _record(a, src, npx, cpad, ends, e_off, creal):
 # qprm records (int64): requantization ``[mode, z_y, act_min, act_max, fscale offset in prm, C, qm[C],
 # shift[C]]``; residual ADD ``[mode, z_y, act_min, act_max, a_mult, b_mult, shift]`` (XNNPACK, mode 1) or
 # ``[mode, z_y, act_min, act_max, qa, sa, qb, sb, qo, so]`` (reference, mode 0).
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def requant_run(a, start, npx, c, prm, qprm, q):
     """``a[start + p*c + ch]``: exact accumulator -> ``q_y - z_y`` for ``npx`` pixels of ``c`` channels."""
     mode, zy, lo, hi, fs = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3], qprm[q + 4]
@@ -712,7 +714,7 @@ def requant_run(a, start, npx, c, prm, qprm, q):
             a[i] = np.float32(v - zy)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def add_run(a, start, res, count, qprm, q):
     """``a[start + i] = ADD(a[start + i], a[res + i]) - z_y`` for ``count`` values (both inputs ``q - z``)."""
     mode, zy, lo, hi = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3]
@@ -726,7 +728,7 @@ def add_run(a, start, res, count, qprm, q):
         a[np.uint64(start + i)] = np.float32(min(max(v, lo), hi) - zy)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def pool_finish(s, prm, qprm, q):
     """The integer global pool's output minus its zero point, from the exact sum ``s`` of ``q - z_in``; record
     ``[kind, mode, count, z_in, z_out, act_min, act_max, qm, shift, fscale offset]``, kind 0 = AVERAGE_POOL_2D
@@ -741,7 +743,7 @@ def pool_finish(s, prm, qprm, q):
     return np.float32(min(max(v, lo), hi) - zout)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _requant_rows(t, to, a, i, rows, prm, qprm, q):
     """Requantize output rows ``i`` to ``i + rows - 1`` of tensor ``to`` (each row on its own: a ring may wrap and
     bordered rows have border pixels that must stay zero)."""
@@ -750,7 +752,7 @@ def _requant_rows(t, to, a, i, rows, prm, qprm, q):
 
 
 # ------------------------------------------------------------------------------------------ one row of a stage
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _input_row(st, k, t, xf, h, w, n, r, a, prm):
     """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``), mapped by ``(scale, offset, lo, hi)`` at
     ``prm[W1]``: ``v -> scale v + offset`` (float models: [0, 1] -> [-1, 1]; integer ones: ``q -> q - z``).
@@ -794,7 +796,7 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
     return w * 3 - inside
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _conv_row(st, k, t, a, prm, qprm, i):
     """Row ``i`` of a full KxK convolution (the stem): from planar input rows by :func:`_stem_planar_row`, else
     by :func:`conv_row`."""
@@ -819,7 +821,7 @@ def _conv_row(st, k, t, a, prm, qprm, i):
             _requant_rows(t, to, a, i, 1, prm, qprm, st[k, Q1])
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _pw_rows(st, k, t, a, prm, qprm, i, rows):
     """Rows ``i`` to ``i + rows - 1`` of a pointwise layer (V2's expand, or a pointwise layer on its own) as one
     GEMM; the input rows are one contiguous run (a borderless tensor whose ring holds them in order)."""
@@ -833,7 +835,7 @@ def _pw_rows(st, k, t, a, prm, qprm, i, rows):
             _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q1])
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual):
     """Rows ``i`` to ``i + rows - 1`` of depthwise -> pointwise [+ residual]: the depthwise rows into the
     scratch rows, then one pointwise GEMM from there (adding the residual in its epilogue when
@@ -864,7 +866,7 @@ def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual):
                     add_run(a, _row(t, to, r), _row(t, tr, r), ow * cout, qprm, st[k, Q3])
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _pool_row(st, k, t, a, prm, qprm, i, acc, pooled, n):
     """Add row ``i`` to the float64 sums; after the last row, ``pooled[n] = sums / (H W)`` (global average
     pool, summed like :func:`mobilenet_np.kernels.global_avg_pool`), or an integer pool's output."""
@@ -886,7 +888,7 @@ def _pool_row(st, k, t, a, prm, qprm, i, acc, pooled, n):
             pooled[np.uint64(n * c + ch)] = acc[np.uint64(ch)] / (h * w)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _record_rows(st, k, t, a, i, n, nimg, ends):
     """Copy output row ``i`` of stage ``k`` to the endpoint buffer (for depthwise -> pointwise also the depthwise
     row, from the scratch row(s); and for a V2 block with a residual, the residual is added only now, after
