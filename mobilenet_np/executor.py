@@ -178,19 +178,25 @@ class FastExecutor:
                 raise ValueError("the fast executor needs batch norm folded into the weights")
             cin, cout = padded(layer.in_channels), padded(layer.out_channels)
             b = params.add(_pad_to(bias, (cout,)))
+            extra = {}
             if layer.op == "conv":
                 k = layer.kernel
                 if k > 3:
                     raise ValueError("bordered tensors hold 'SAME' padding for kernels up to 3x3")
-                taps = w.reshape(k * k * layer.in_channels, layer.out_channels)
-                off = params.add(pack_gemm(_pad_to(taps, (taps.shape[0], cout))))
+                taps = _pad_to(w.reshape(k * k * layer.in_channels, layer.out_channels),
+                               (k * k * layer.in_channels, cout))
+                off = params.add(pack_gemm(taps))
+                if (k, cout) == (3, fused.STEM_PLANAR_CHANNELS):
+                    # the planar stem (fused._stem_planar_row) reads every weight and bias twice in a row
+                    extra = dict(w_pairs=params.add(np.repeat(taps, 2, axis=1)),
+                                 b_pairs=params.add(np.repeat(_pad_to(bias, (cout,)), 2)))
             elif layer.op == "depthwise":
                 if layer.kernel != 3 or w.shape[3] != 1:
                     raise ValueError("the fast executor's depthwise is 3x3 with channel multiplier 1")
                 off = params.add(_pad_to(w.reshape(9, layer.in_channels), (9, cin)))
             else:   # pointwise, logits: [Cin, Cout]
                 off = params.add(pack_gemm(_pad_to(w, (cin, cout))))
-            self._layers.append((layer, dict(w=off, b=b, cin=cin, cout=cout)))
+            self._layers.append((layer, dict(w=off, b=b, cin=cin, cout=cout, **extra)))
         self._quantize(params)
         self.params = params.buffer()
         layer, p = self._layers[-1]
@@ -267,7 +273,8 @@ class FastExecutor:
                         and p["cout"] == fused.STEM_PLANAR_CHANNELS and ow >= 16):
                     cur.plane = (cur.w + 3) // 2       # bordered columns 0..w+1, half of them per parity
                 out = _Tensor(oh, ow, p["cout"], int(feeds_depthwise(i + 1)))
-                cur = add(_Stage(fused.ST_CONV, out, [(cur, "conv")], layer.stride, top, layer.kernel,
+                pairs = dict(W2=p["w_pairs"], B2=p["b_pairs"]) if cur.plane else {}
+                cur = add(_Stage(fused.ST_CONV, out, [(cur, "conv")], layer.stride, top, layer.kernel, **pairs,
                                  PAD_L=left, W1=p["w"], B1=p["b"], RELU1=layer.relu6, Q1=q(layer),
                                  REC1=rec(layer.name, out, layer.out_channels), CR1=layer.out_channels))
                 cur.producer.names = [layer.name]

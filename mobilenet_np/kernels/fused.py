@@ -60,7 +60,7 @@ from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import add_one, add_xnnpack_one, mean_from_sum, rounded_mean
 from .simd import (add_widened8, clamp6, count_in_range, cycle_counter, deinterleave_rgb32, dup8, fma, load_like,
                    load_row16, load_row8, load_rows_like, offsets, offsets2d_like, offsets_like, prefetch,
-                   rows_clamp6, rows_fma_splat, run_offsets, splat_rows, store, store_affine, store_transposed,
+                   repeat_vector, rows_clamp6, rows_fma_pairs, run_offsets, store, store_affine, store_pairs,
                    tile_add, tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
 
 LANES = 8   # channel padding granularity (the narrowest vector)
@@ -113,6 +113,8 @@ ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
 # float models pass ``qprm=None``, and Numba then compiles the kernels without any integer code)
 # for the stage's first layer, its second (the pointwise of depthwise -> pointwise) and its residual ADD; for
 # the input stage W1 is the offset of its map ``(a, b, lo, hi)``: value ``a x + b``, valid for lo <= x <= hi;
+# for a stem with planar input, W2/B2 are its weights and biases with every value twice (see
+# :func:`_stem_planar_row`);
 # for the pool, Q1 >= 0 is the record of an integer pool (see :func:`pool_finish`).
 (OP, TIN, TOUT, TRES, STRIDE, PAD_T, PAD_L, K, W1, B1, RELU1, W2, B2, RELU2, SCRATCH,
  REC1, REC2, REC3, CR1, CR2, GROUP, Q1, Q2, Q3, NCOLS) = range(25)
@@ -557,17 +559,20 @@ STEM_PLANAR_CHANNELS = 8   # the stem kernel below is for 3 input and 8 output c
 def _stem_planar_row(a, r0, r1, r2, plane, left, ow, prm, w_off, b_off, relu6, dst, d_base):
     """One output row of a 3x3, stride-2 convolution from 3 to 8 channels, the input rows stored *planar*: per
     row, for channel c and column parity q, a run of ``plane`` values, bordered column b at
-    ``(2c + q) * plane + b // 2`` (q = b % 2). At stride 2 the 16 output pixels j0..j0+15 then read 16
-    consecutive values per tap, so one vector load feeds 8 multiply-adds (one per output channel, its weight
-    broadcast), where the pixel-major GEMM loads one input per pixel and tap; accumulators are channel-major
-    (8 vectors of 16 pixels) and are transposed to NHWC as they are stored. Same sums in the same order as
-    :func:`gemm` (bias, then the 27 taps in (ky, kx, c) order; weights ``[27, 8]``). ``r0``..``r2``: offsets of
-    the three input rows (their left border pixel); ``left``: 'SAME' padding on the left (0 or 1); ``ow >= 16``
-    (the last 16 pixels may overlap the previous ones, which are then stored twice, equal)."""
-    vec = load_row16(prm, b_off, 1)     # shape template: one f32x16
+    ``(2c + q) * plane + b // 2`` (q = b % 2). At stride 2, output pixels j and j + 1 then read neighbouring
+    values for every tap, so one 64-bit broadcast gives both pixels' input in every other lane, and one
+    multiply-add with the tap's 8 weights, each twice (``[w0, w0, w1, w1, ...]`` at ``prm[w_off]``, 16 per tap;
+    biases likewise at ``b_off``), advances 8 channels of both pixels. The accumulators are pair rows (lane
+    2c + q: channel c of pixel q of the pair; :func:`~mobilenet_np.kernels.simd.rows_fma_pairs`), 8 of them for
+    16 pixels, and one permute per pair puts them in NHWC order as they are stored -- where vectors of 16
+    pixels of one channel needed a transpose of the whole 8 x 16 block (24 % more cycles for this stem). Same
+    sums in the same order as :func:`gemm` (bias, then the 27 taps in (ky, kx, c) order). ``r0``..``r2``:
+    offsets of the three input rows (their left border pixel); ``left``: 'SAME' padding on the left (0 or 1);
+    ``ow >= 16`` (the last 16 pixels may overlap the previous ones, which are then stored twice, equal)."""
+    bias = load_row16(prm, b_off, 1)[0]
     for jt in range(0, ow, 16):
         j0 = min(jt, ow - 16)
-        acc = splat_rows(prm, b_off, 8)
+        acc = repeat_vector(bias, 8)
         tap = w_off
         for ky in range(3):
             row = r0 if ky == 0 else (r1 if ky == 1 else r2)
@@ -575,11 +580,11 @@ def _stem_planar_row(a, r0, r1, r2, plane, left, ow, prm, w_off, b_off, relu6, d
                 b = kx + 1 - left          # bordered column of pixel 0's tap: 2 j + b for pixel j
                 base = row + (b % 2) * plane + b // 2 + j0
                 for c in range(3):
-                    acc = rows_fma_splat(load_like(vec, a, base + 2 * c * plane)[0], prm, tap, acc)
-                    tap += 8
+                    acc = rows_fma_pairs(a, base + 2 * c * plane, load_row16(prm, tap, 1)[0], acc)
+                    tap += 16
         if relu6:
             acc = rows_clamp6(acc)
-        store_transposed(dst, d_base + j0 * 8, acc)
+        store_pairs(dst, d_base + j0 * 8, acc)
 
 
 # A stem is always a 3x3 convolution, stride 2, from the 3 channels of the image: pixel p of an output row
@@ -812,7 +817,7 @@ def _conv_row(st, k, t, a, prm, qprm, i):
     plane = t[ti, T_PLANE]
     if plane > 0:
         _stem_planar_row(a, _padded_row(t, ti, top), _padded_row(t, ti, top + 1), _padded_row(t, ti, top + 2),
-                         plane, st[k, PAD_L], ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0, a, _row(t, to, i))
+                         plane, st[k, PAD_L], ow, prm, st[k, W2], st[k, B2], st[k, RELU1] != 0, a, _row(t, to, i))
     else:
         conv_row(a, seg0, seg1, seg2, kk, cin, stride, ow, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0,
                  a, _row(t, to, i))

@@ -175,7 +175,7 @@ def run_offsets(typingctx, base, stride, count):
     return rtype(base, stride, count), codegen
 
 
-def _make_load_row(lanes, splat=False):
+def _make_load_row(lanes):
     vtype = F32Vector(lanes)
 
     def load_row(typingctx, buf, i, count):
@@ -188,20 +188,15 @@ def _make_load_row(lanes, splat=False):
             ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
             out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
             for v in range(n):
-                at = builder.gep(ptr, [ir.Constant(ir.IntType(64), v if splat else v * lanes)])
-                vec = (_splat(builder, builder.load(at, align=4, typ=ir.FloatType()), lanes) if splat
-                       else _vector_load(builder, at, lanes))
-                out = builder.insert_value(out, vec, v)
+                out = builder.insert_value(out, _vector_load(builder, builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)]), lanes), v)
             return out
         return rtype(buf, i, count), codegen
-    load_row.__name__ = f"splat_rows{lanes}" if splat else f"load_row{lanes}"
-    load_row.__doc__ = (f"``count`` vectors, vector v = ``buf[i + v]`` in all {lanes} lanes (a tuple)." if splat else
-                        f"``count`` consecutive ``f32x{lanes}`` vectors from ``buf[i:]`` (a tuple).")
+    load_row.__name__ = f"load_row{lanes}"
+    load_row.__doc__ = f"``count`` consecutive ``f32x{lanes}`` vectors from ``buf[i:]`` (a tuple)."
     return intrinsic(prefer_literal=True)(load_row)
 
 
 load_row8, load_row16 = _make_load_row(8), _make_load_row(16)
-splat_rows = _make_load_row(16, splat=True)
 
 
 @intrinsic
@@ -417,30 +412,52 @@ def tile_dot_rows(typingctx, src, offs, rows, acc):
     return acc(src, offs, rows, acc), codegen
 
 
-# ------------------------------------------------------------------------------ channel-major rows
-# A "channel-major row" is a tuple of NV f32x16 vectors, vector c holding channel c of 16 consecutive pixels
-# (the stem kernel, fused._stem_planar_row: its inputs are vectors of 16 pixels, its weights scalars).
+# ------------------------------------------------------------------------------ pixel-pair rows
+# A "pair row" is a tuple of NV f32x16 vectors, vector v holding 8 channels of two neighbouring pixels with
+# the channels interleaved: lane 2c + q is channel c of pixel 2v + q (the 8-channel stem, fused._stem_pairs_row:
+# two pixels' inputs are one 64-bit broadcast, the weights a vector with each channel's weight twice).
+@intrinsic(prefer_literal=True)
+def repeat_vector(typingctx, v, count):
+    """A tuple of ``count`` copies of the vector ``v``."""
+    n = _literal_int(count)
+    if n is None or not isinstance(v, F32Vector):
+        return None
+    rtype = types.UniTuple(v, n)
+
+    def codegen(context, builder, sig, args):
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for k in range(n):
+            out = builder.insert_value(out, args[0], k)
+        return out
+    return rtype(v, count), codegen
+
+
 @intrinsic
-def rows_fma_splat(typingctx, x, buf, i, acc):
-    """``acc[c] += x * buf[i + c]`` for every vector c of ``acc`` (``x``: an f32x16 of 16 pixels' inputs)."""
-    if not (x == f32x16 and _is_buffer(buf) and isinstance(i, types.Integer) and isinstance(acc, types.UniTuple)
+def rows_fma_pairs(typingctx, buf, i, w, acc):
+    """``acc[v] += [x0, x1, x0, x1, ...] * w`` for every vector v of a pair row, where ``x0, x1`` =
+    ``buf[i + 2 v], buf[i + 2 v + 1]`` (one 64-bit broadcast load, no shuffle) and ``w`` an f32x16."""
+    if not (_is_buffer(buf) and isinstance(i, types.Integer) and w == f32x16 and isinstance(acc, types.UniTuple)
             and acc.dtype == f32x16):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[1], args[1], sig.args[2], args[2])
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        i64, v8 = ir.IntType(64), ir.VectorType(ir.IntType(64), 8)
         out = args[3]
-        for c in range(acc.count):
-            w = builder.load(builder.gep(ptr, [ir.Constant(ir.IntType(64), c)]), align=4, typ=ir.FloatType())
-            out = builder.insert_value(out, _fmuladd(builder, args[0], _splat(builder, w, 16),
-                                                     builder.extract_value(out, c)), c)
+        for v in range(acc.count):
+            at = builder.bitcast(builder.gep(ptr, [ir.Constant(i64, 2 * v)]), i64.as_pointer())
+            one = builder.insert_element(ir.Constant(v8, ir.Undefined), builder.load(at, align=4, typ=i64),
+                                         ir.Constant(_I32, 0))
+            pair = builder.shuffle_vector(one, ir.Constant(v8, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+            x = builder.bitcast(pair, ir.VectorType(ir.FloatType(), 16))
+            out = builder.insert_value(out, _fmuladd(builder, x, args[2], builder.extract_value(out, v)), v)
         return out
-    return acc(x, buf, i, acc), codegen
+    return acc(buf, i, w, acc), codegen
 
 
 @intrinsic
 def rows_clamp6(typingctx, acc):
-    """ReLU6 of every vector of a channel-major row."""
+    """ReLU6 of every vector of a pair row (or any tuple of vectors)."""
     if not (isinstance(acc, types.UniTuple) and isinstance(acc.dtype, F32Vector)):
         return None
 
@@ -453,29 +470,22 @@ def rows_clamp6(typingctx, acc):
 
 
 @intrinsic
-def store_transposed(typingctx, dst, i, acc):
-    """Store a channel-major row as pixels: ``dst[i + p * NV + c] = acc[c][p]`` for 16 pixels p and NV channels
-    c (NHWC, NV floats per pixel), one shuffle of the NV x 16 block, then contiguous stores."""
+def store_pairs(typingctx, dst, i, acc):
+    """Store a pair row as pixels: ``dst[i + (2 v + q) * 8 + c] = acc[v][2 c + q]`` (NHWC, 8 channels), one
+    in-register permute and one contiguous store per vector."""
     if not (_is_buffer(dst) and isinstance(i, types.Integer) and isinstance(acc, types.UniTuple)
-            and acc.dtype == f32x16 and acc.count & (acc.count - 1) == 0):    # NV a power of two
+            and acc.dtype == f32x16):
         return None
-    nv = acc.count
 
     def codegen(context, builder, sig, args):
-        vecs = [builder.extract_value(args[2], c) for c in range(nv)]
-        width = 16
-        while len(vecs) > 1:            # concatenate: [c0 | c1 | ... ], channel-major, 16 * nv lanes
-            pairs = []
-            for k in range(0, len(vecs), 2):
-                mask = ir.Constant(ir.VectorType(_I32, 2 * width), list(range(2 * width)))
-                pairs.append(builder.shuffle_vector(vecs[k], vecs[k + 1], mask))
-            vecs, width = pairs, 2 * width
-        block = vecs[0]
-        order = [c * 16 + p for p in range(16) for c in range(nv)]     # pixel-major
-        undef = ir.Constant(block.type, ir.Undefined)
-        pixels = builder.shuffle_vector(block, undef, ir.Constant(ir.VectorType(_I32, 16 * nv), order))
         ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        builder.store(pixels, builder.bitcast(ptr, pixels.type.as_pointer()), align=4)
+        order = ir.Constant(ir.VectorType(_I32, 16), [2 * (k % 8) + k // 8 for k in range(16)])
+        vty = ir.VectorType(ir.FloatType(), 16)
+        for v in range(acc.count):
+            vec = builder.extract_value(args[2], v)
+            px = builder.shuffle_vector(vec, ir.Constant(vty, ir.Undefined), order)
+            at = builder.gep(ptr, [ir.Constant(ir.IntType(64), 16 * v)])
+            builder.store(px, builder.bitcast(at, vty.as_pointer()), align=4)
         return context.get_dummy_value()
     return types.none(dst, i, acc), codegen
 
