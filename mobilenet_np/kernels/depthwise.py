@@ -10,6 +10,9 @@ from numba import njit
 
 from .padding import valid_columns
 
+# the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
+COMPILED_IN = "83dfc2210427c521"
+
 
 @njit(cache=True)
 def depthwise_conv2d(x, w, bias, stride, pads, relu6):

@@ -63,6 +63,9 @@ from .simd import (add_widened8, clamp6, count_in_range, cycle_counter, deinterl
                    repeat_vector, rows_clamp6, rows_fma_pairs, run_offsets, store, store_affine, store_pairs,
                    tile_add, tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
 
+# the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
+COMPILED_IN = "37a245ed6b6613a7"
+
 LANES = 8   # channel padding granularity (the narrowest vector)
 
 

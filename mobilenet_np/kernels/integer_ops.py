@@ -37,6 +37,9 @@ from numba import njit
 
 from .integer_fixedpoint import mbqm, mbqm_numpy, quantize_multiplier, round_half_away
 
+# the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
+COMPILED_IN = "13fc0d4c73442bbc"
+
 
 # ------------------------------------------------------------------------------------ AVERAGE_POOL_2D
 @njit(cache=True)

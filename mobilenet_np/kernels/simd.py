@@ -21,9 +21,8 @@ its own products in the order the caller feeds them.
 All array arguments are 1-D C-contiguous float32 buffers and all indices are element offsets; there is no
 bounds checking (the callers' buffer plans guarantee every access is inside).
 
-Numba's on-disk cache keys a compiled function on its own source file only: after editing this file, clear the
-cache of :mod:`~mobilenet_np.kernels.fused` (its ``*.nbi``/``*.nbc`` files in ``__pycache__``) or touch
-``fused.py``.
+Numba's on-disk cache keys a compiled function on its own source file only: after editing this file, update
+``fused.COMPILED_IN`` (``tests/test_cache_key.py`` prints the new value; see :mod:`.cache_key`).
 """
 from llvmlite import ir
 from numba import types
