@@ -171,8 +171,10 @@ def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, br
 def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d_step, d_rowpx, d_rowstride,
                      res, r_base, r_step):
     """The GEMM for few inputs (8 or 16) and few outputs (8 or 16; 32 for 8 inputs): the whole weight block
-    ``rows`` stays in registers and the pixels stream past, four at a time along each output row (same sums,
-    same order as :func:`_gemm_block`)."""
+    ``rows`` stays in registers and the pixels stream past along each output row, eight at a time for blocks
+    one vector wide (8 independent multiply-add chains, enough to keep both FMA units busy; V1 0.25/224's
+    8 -> 16 pointwise 7 % faster than four) and four at a time for 32-wide ones, whose 16 weight registers
+    leave room for no more (same sums, same order as :func:`_gemm_block`)."""
     p = 0
     d_row = d_base
     while p < npx:
@@ -180,7 +182,16 @@ def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d
         s0, d0, r0 = s_base + p * s_step, d_row, r_base + p * r_step
         j = 0
         while j < n:
-            if j + 4 <= n:
+            if len(rows[0]) == 1 and j + 8 <= n:      # one vector wide: 8 accumulators fit beside the weights
+                so8 = run_offsets(s0 + j * s_step, s_step, 8)
+                acc8 = tile_dot_rows(src, so8, rows, tile_init(brow, so8))
+                if relu6:
+                    acc8 = tile_clamp6(acc8)
+                if res:
+                    acc8 = tile_add(dst, run_offsets(r0 + j * r_step, r_step, 8), acc8)
+                tile_store(dst, run_offsets(d0 + j * d_step, d_step, 8), acc8)
+                j += 8
+            elif j + 4 <= n:
                 so = run_offsets(s0 + j * s_step, s_step, 4)
                 acc = tile_dot_rows(src, so, rows, tile_init(brow, so))
                 if relu6:
