@@ -64,7 +64,7 @@ from .simd import (add_widened8, clamp6, count_in_range, cycle_counter, deinterl
                    tile_add, tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "37a245ed6b6613a7"
+COMPILED_IN = "f8b42adc983cbebb"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -167,6 +167,18 @@ def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, br
         tile_store(dst, offsets2d_like(tmpl, d_base, p, last, d_step, d_rowpx, d_rowstride), acc)
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _stationary_tile(src, so, rows, brow, relu6, dst, do, res, ro):
+    """One tile of :func:`_gemm_stationary`: the pixels at offsets ``so`` times the weight rows ``rows`` (in
+    registers), plus the biases ``brow``; ReLU6, the residual at ``ro`` if ``res``; stored at ``do``."""
+    acc = tile_dot_rows(src, so, rows, tile_init(brow, so))
+    if relu6:
+        acc = tile_clamp6(acc)
+    if res:
+        acc = tile_add(dst, ro, acc)
+    tile_store(dst, do, acc)
+
+
 @njit(cache=True, _nrt=False)
 def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d_step, d_rowpx, d_rowstride,
                      res, r_base, r_step):
@@ -183,31 +195,16 @@ def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d
         j = 0
         while j < n:
             if len(rows[0]) == 1 and j + 8 <= n:      # one vector wide: 8 accumulators fit beside the weights
-                so8 = run_offsets(s0 + j * s_step, s_step, 8)
-                acc8 = tile_dot_rows(src, so8, rows, tile_init(brow, so8))
-                if relu6:
-                    acc8 = tile_clamp6(acc8)
-                if res:
-                    acc8 = tile_add(dst, run_offsets(r0 + j * r_step, r_step, 8), acc8)
-                tile_store(dst, run_offsets(d0 + j * d_step, d_step, 8), acc8)
+                _stationary_tile(src, run_offsets(s0 + j * s_step, s_step, 8), rows, brow, relu6, dst,
+                                 run_offsets(d0 + j * d_step, d_step, 8), res, run_offsets(r0 + j * r_step, r_step, 8))
                 j += 8
             elif j + 4 <= n:
-                so = run_offsets(s0 + j * s_step, s_step, 4)
-                acc = tile_dot_rows(src, so, rows, tile_init(brow, so))
-                if relu6:
-                    acc = tile_clamp6(acc)
-                if res:
-                    acc = tile_add(dst, run_offsets(r0 + j * r_step, r_step, 4), acc)
-                tile_store(dst, run_offsets(d0 + j * d_step, d_step, 4), acc)
+                _stationary_tile(src, run_offsets(s0 + j * s_step, s_step, 4), rows, brow, relu6, dst,
+                                 run_offsets(d0 + j * d_step, d_step, 4), res, run_offsets(r0 + j * r_step, r_step, 4))
                 j += 4
             else:
-                so1 = run_offsets(s0 + j * s_step, s_step, 1)
-                acc1 = tile_dot_rows(src, so1, rows, tile_init(brow, so1))
-                if relu6:
-                    acc1 = tile_clamp6(acc1)
-                if res:
-                    acc1 = tile_add(dst, run_offsets(r0 + j * r_step, r_step, 1), acc1)
-                tile_store(dst, run_offsets(d0 + j * d_step, d_step, 1), acc1)
+                _stationary_tile(src, run_offsets(s0 + j * s_step, s_step, 1), rows, brow, relu6, dst,
+                                 run_offsets(d0 + j * d_step, d_step, 1), res, run_offsets(r0 + j * r_step, r_step, 1))
                 j += 1
         p += n
         d_row += d_rowstride

@@ -187,7 +187,8 @@ def _make_load_row(lanes):
             ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
             out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
             for v in range(n):
-                out = builder.insert_value(out, _vector_load(builder, builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)]), lanes), v)
+                at = builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)])
+                out = builder.insert_value(out, _vector_load(builder, at, lanes), v)
             return out
         return rtype(buf, i, count), codegen
     load_row.__name__ = f"load_row{lanes}"
@@ -447,7 +448,8 @@ def rows_fma_pairs(typingctx, buf, i, w, acc):
             at = builder.bitcast(builder.gep(ptr, [ir.Constant(i64, 2 * v)]), i64.as_pointer())
             one = builder.insert_element(ir.Constant(v8, ir.Undefined), builder.load(at, align=4, typ=i64),
                                          ir.Constant(_I32, 0))
-            pair = builder.shuffle_vector(one, ir.Constant(v8, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+            pair = builder.shuffle_vector(one, ir.Constant(v8, ir.Undefined),
+                                          ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
             x = builder.bitcast(pair, ir.VectorType(ir.FloatType(), 16))
             out = builder.insert_value(out, _fmuladd(builder, x, args[2], builder.extract_value(out, v)), v)
         return out
