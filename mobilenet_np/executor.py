@@ -177,7 +177,8 @@ class FastExecutor:
             if bn is not None:
                 raise ValueError("the fast executor needs batch norm folded into the weights")
             cin, cout = padded(layer.in_channels), padded(layer.out_channels)
-            b = params.add(_pad_to(bias, (cout,)))
+            bias = _pad_to(bias, (cout,))
+            b = params.add(bias)
             extra = {}
             if layer.op == "conv":
                 k = layer.kernel
@@ -189,7 +190,7 @@ class FastExecutor:
                 if (k, cout) == (3, fused.STEM_PLANAR_CHANNELS):
                     # the planar stem (fused._stem_planar_row) reads every weight and bias twice in a row
                     extra = dict(w_pairs=params.add(np.repeat(taps, 2, axis=1)),
-                                 b_pairs=params.add(np.repeat(_pad_to(bias, (cout,)), 2)))
+                                 b_pairs=params.add(np.repeat(bias, 2)))
             elif layer.op == "depthwise":
                 if layer.kernel != 3 or w.shape[3] != 1:
                     raise ValueError("the fast executor's depthwise is 3x3 with channel multiplier 1")

@@ -64,7 +64,7 @@ from .simd import (add_widened8, clamp6, count_in_range, cycle_counter, deinterl
                    tile_add, tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "f8b42adc983cbebb"
+COMPILED_IN = "df451a2172905044"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -821,17 +821,17 @@ def _conv_row(st, k, t, a, prm, qprm, i):
     cin, stride, kk = t[ti, T_C], st[k, STRIDE], st[k, K]
     top = i * stride - st[k, PAD_T]
     col = (1 - st[k, PAD_L]) * cin
-    seg0 = _padded_row(t, ti, top) + col
-    seg1 = _padded_row(t, ti, top + 1) + col if kk > 1 else Z
-    seg2 = _padded_row(t, ti, top + 2) + col if kk > 2 else Z
+    r0 = _padded_row(t, ti, top)                      # the K input rows' left border pixels
+    r1 = _padded_row(t, ti, top + 1) if kk > 1 else Z
+    r2 = _padded_row(t, ti, top + 2) if kk > 2 else Z
     cout, ow = t[to, T_C], t[to, T_W]
     plane = t[ti, T_PLANE]
-    if plane > 0:
-        _stem_planar_row(a, _padded_row(t, ti, top), _padded_row(t, ti, top + 1), _padded_row(t, ti, top + 2),
-                         plane, st[k, PAD_L], ow, prm, st[k, W2], st[k, B2], st[k, RELU1] != 0, a, _row(t, to, i))
+    if plane > 0:       # (a 3x3 stem)
+        _stem_planar_row(a, r0, r1, r2, plane, st[k, PAD_L], ow, prm, st[k, W2], st[k, B2], st[k, RELU1] != 0,
+                         a, _row(t, to, i))
     else:
-        conv_row(a, seg0, seg1, seg2, kk, cin, stride, ow, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0,
-                 a, _row(t, to, i))
+        conv_row(a, r0 + col, r1 + col if kk > 1 else Z, r2 + col if kk > 2 else Z, kk, cin, stride, ow, prm,
+                 st[k, W1], st[k, B1], cout, st[k, RELU1] != 0, a, _row(t, to, i))
     if qprm is not None:                # (None: a float model; Numba then compiles no integer code)
         if st[k, Q1] >= 0:
             _requant_rows(t, to, a, i, 1, prm, qprm, st[k, Q1])

@@ -68,7 +68,8 @@ def _vector_load(builder, ptr, lanes):
 
 
 def _splat(builder, scalar, lanes):
-    vty = ir.VectorType(ir.FloatType(), lanes)
+    """``lanes`` copies of ``scalar`` (a float, or the i64 holding two floats) as one vector."""
+    vty = ir.VectorType(scalar.type, lanes)
     v = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, ir.Constant(_I32, 0))
     return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
 
@@ -414,7 +415,7 @@ def tile_dot_rows(typingctx, src, offs, rows, acc):
 
 # ------------------------------------------------------------------------------ pixel-pair rows
 # A "pair row" is a tuple of NV f32x16 vectors, vector v holding 8 channels of two neighbouring pixels with
-# the channels interleaved: lane 2c + q is channel c of pixel 2v + q (the 8-channel stem, fused._stem_pairs_row:
+# the channels interleaved: lane 2c + q is channel c of pixel 2v + q (the 8-channel stem, fused._stem_planar_row:
 # two pixels' inputs are one 64-bit broadcast, the weights a vector with each channel's weight twice).
 @intrinsic(prefer_literal=True)
 def repeat_vector(typingctx, v, count):
@@ -442,14 +443,11 @@ def rows_fma_pairs(typingctx, buf, i, w, acc):
 
     def codegen(context, builder, sig, args):
         ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        i64, v8 = ir.IntType(64), ir.VectorType(ir.IntType(64), 8)
+        i64 = ir.IntType(64)
         out = args[3]
         for v in range(acc.count):
             at = builder.bitcast(builder.gep(ptr, [ir.Constant(i64, 2 * v)]), i64.as_pointer())
-            one = builder.insert_element(ir.Constant(v8, ir.Undefined), builder.load(at, align=4, typ=i64),
-                                         ir.Constant(_I32, 0))
-            pair = builder.shuffle_vector(one, ir.Constant(v8, ir.Undefined),
-                                          ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+            pair = _splat(builder, builder.load(at, align=4, typ=i64), 8)      # the two floats as one i64, x8
             x = builder.bitcast(pair, ir.VectorType(ir.FloatType(), 16))
             out = builder.insert_value(out, _fmuladd(builder, x, args[2], builder.extract_value(out, v)), v)
         return out
