@@ -2,6 +2,7 @@
 
     python bench/cold_calls.py                         # V2 0.5/160 without top, 60 rounds
     python bench/cold_calls.py --case v1_025_224 --rounds 100 --json cold.json
+    python bench/cold_calls.py --case v1_025_224 --stages        # also where the time goes, per fused stage
 
 In ``bench/compare.py`` every call of every engine follows one run of each of the others ("interleaved"), so
 each starts from whatever state the others left. This tool times one image of ours after each of several
@@ -10,6 +11,8 @@ preludes, all interleaved round by round so that the host's drift hits every pre
 * ``hot``: one pass of ours, i.e. a loop of our own calls;
 * ``read 8 MB`` / ``write 8 MB``: random cache lines of an 8 MB buffer (4x the L2 of a core here), which
   evicts our weights and activations from L1/L2 and their page translations from the TLB;
+* ``evict 400 MB``: one byte of every cache line of a 400 MB buffer (``--evict-mb``), more than this VM's
+  share of the L3, so that our weights, activations and image come from memory;
 * ``sleep 5 ms``: the core idles;
 * ``peers``: one run each of TFLite, ONNX Runtime and TensorFlow (the benchmark's prelude);
 * ``peers + spin 3 ms``: then 3 ms of a register-only loop;
@@ -18,7 +21,9 @@ preludes, all interleaved round by round so that the host's drift hits every pre
 
 Besides our time it prints a *probe*: a fixed chain of dependent multiply-adds with no memory traffic, run
 right before our call. The probe sees the core's clock and sharing, nothing of caches, so when it slows down
-the core itself is slower. Needs the ``bench`` extra, like ``bench/compare.py``.
+the core itself is slower. With ``--stages`` our call is the fast executor's pass with its cycle counter on,
+and a second table shows each fused stage's median cycles after each prelude: where the extra time lands.
+Needs the ``bench`` extra, like ``bench/compare.py``.
 """
 import argparse
 import json
@@ -69,10 +74,17 @@ def _for_ms(ms, step):
         step()
 
 
-def preludes(ours, x, peers, other, other_x):
+@numba.njit(cache=True)
+def _touch_every_line(buf):
+    for i in range(0, buf.size, 64):
+        buf[i] += 1
+
+
+def preludes(ours, x, peers, other, other_x, evict_mb=400):
     """``{name: callable}`` run before each timed call (see the module docstring)."""
     buf = np.zeros(8 << 20, np.uint8)
     lines = np.random.default_rng(0).permutation(buf.size // 64).astype(np.int64) * 64
+    big = np.zeros(evict_mb << 20, np.uint8)
 
     def all_peers():
         for run in peers.values():
@@ -82,6 +94,7 @@ def preludes(ours, x, peers, other, other_x):
         "hot": lambda: ours(x),
         "read 8 MB": lambda: _touch(buf, lines, False),
         "write 8 MB": lambda: _touch(buf, lines, True),
+        f"evict {evict_mb} MB": lambda: _touch_every_line(big),
         "sleep 5 ms": lambda: time.sleep(0.005),
         "peers": all_peers,
         "peers + spin 3 ms": lambda: (all_peers(), _for_ms(3, lambda: _probe_chain(2000, 1.0))),
@@ -91,12 +104,28 @@ def preludes(ours, x, peers, other, other_x):
     }
 
 
-def measure(case, rounds):
+def measure(case, rounds, evict_mb=400, stages=False):
+    """``(rows, stage names)``: one row per prelude, our median time, relative to "hot", and the probe's. With
+    ``stages``, our call is ``executor.run`` with the cycle counter on, and each row also has ``stage_cycles``:
+    the median cycles of every fused stage, in the order of the names (the last: the logits)."""
     ws, model, ours, x = compare.float_case(case)
-    peers = compare.float_peers(ws, model, 1, 1, compare.CASES[case][4])
+    top = compare.CASES[case][4]
+    peers = compare.float_peers(ws, model, 1, 1, top)
     _, other, _, other_x = compare.float_case("v1_025_128" if case != "v1_025_128" else "v2_050_160_notop", seed=1)
-    before = preludes(ours, x, peers, other.features, other_x)
-    for prelude in before.values():      # compile, load, warm every path once
+    before = preludes(ours, x, peers, other.features, other_x, evict_mb)
+    executor = model.executor
+    names = [" + ".join(n) for n in executor.plan(*x.shape[1:3]).names] + ["logits"]
+    nstages = len(names)
+    cycles = {name: [] for name in before}
+
+    def call(name):
+        if not stages:
+            return ours(x)
+        c = np.zeros(nstages, np.int64)
+        executor.run(x, logits=top, cycles=c)
+        cycles[name].append(c)
+
+    for name, prelude in before.items():      # compile, load, warm every path once
         prelude()
         ours(x)
     times = {name: [] for name in before}
@@ -106,11 +135,15 @@ def measure(case, rounds):
             prelude()
             probes[name].append(probe_us())
             t = time.perf_counter()
-            ours(x)
+            call(name)
             times[name].append((time.perf_counter() - t) * 1e3)
     hot = statistics.median(times["hot"])
-    return [{"prelude": name, "ms": statistics.median(times[name]), "vs_hot": statistics.median(times[name]) / hot,
+    rows = [{"prelude": name, "ms": statistics.median(times[name]), "vs_hot": statistics.median(times[name]) / hot,
              "probe_us": statistics.median(probes[name])} for name in before]
+    if stages:
+        for row in rows:
+            row["stage_cycles"] = np.median(cycles[row["prelude"]], axis=0).tolist()
+    return rows, names if stages else None
 
 
 def main():
@@ -118,16 +151,23 @@ def main():
     p.add_argument("--case", default="v2_050_160_notop", choices=list(compare.CASES))
     p.add_argument("--rounds", type=int, default=60)
     p.add_argument("--json", help="also write the rows here")
+    p.add_argument("--evict-mb", type=int, default=400, help="size of the buffer the 'evict' prelude writes")
+    p.add_argument("--stages", action="store_true", help="time the executor's pass per fused stage")
     args = p.parse_args()
     compare.configure_tensorflow(1)
-    rows = measure(args.case, args.rounds)
+    rows, names = measure(args.case, args.rounds, args.evict_mb, args.stages)
     print(f"{args.case}, batch 1, 1 thread; medians of {args.rounds} interleaved rounds")
     print(f"{'prelude':<22}{'ours ms':>9}{'x hot':>7}{'probe us':>10}")
     for r in rows:
         print(f"{r['prelude']:<22}{r['ms']:>9.2f}{r['vs_hot']:>7.2f}{r['probe_us']:>10.1f}")
+    if args.stages:
+        print("\nthousands of cycles per stage (columns: the preludes above, in order)")
+        for i, name in enumerate(names):
+            print(f"{name[:40]:<41}" + "".join(f"{r['stage_cycles'][i] / 1e3:>7.0f}" for r in rows))
+        print(f"{'whole pass':<41}" + "".join(f"{sum(r['stage_cycles']) / 1e3:>7.0f}" for r in rows))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"case": args.case, "rounds": args.rounds, "rows": rows}, f, indent=1)
+            json.dump({"case": args.case, "rounds": args.rounds, "rows": rows, "stages": names}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -43,14 +43,21 @@ def test_profile_lists_every_stage():
 def test_cold_calls_times_every_prelude(tmp_path):
     pytest.importorskip("onnxruntime", reason="the bench extra (onnx, onnxruntime) is not installed")
     out = tmp_path / "cold.json"
-    r = run("--rounds", "2", "--json", out, tool="cold_calls.py")
+    r = run("--rounds", "2", "--evict-mb", "16", "--stages", "--json", out, tool="cold_calls.py")
     assert r.returncode == 0, r.stdout + r.stderr
-    rows = json.loads(out.read_text())["rows"]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
     assert [row["prelude"] for row in rows] == [
-        "hot", "read 8 MB", "write 8 MB", "sleep 5 ms", "peers", "peers + spin 3 ms", "peers + other model",
-        "peers + 1 pass", "peers + 2 passes"]
+        "hot", "read 8 MB", "write 8 MB", "evict 16 MB", "sleep 5 ms", "peers", "peers + spin 3 ms",
+        "peers + other model", "peers + 1 pass", "peers + 2 passes"]
     assert rows[0]["vs_hot"] == 1.0
     assert all(row["ms"] > 0 and row["probe_us"] > 0 for row in rows)
+    # --stages: every fused stage of V2 (stem, 17 blocks, 16 expansions, Conv_1, pool) and the logits, timed
+    assert result["stages"][0] == "input" and result["stages"][-2:] == ["pool", "logits"]
+    assert len(result["stages"]) == 1 + 1 + 17 + 16 + 1 + 1 + 1
+    assert all(len(row["stage_cycles"]) == len(result["stages"]) for row in rows)
+    assert all(c > 0 for row in rows for c in row["stage_cycles"][:-1])   # no top: the logits stage is 0
+    assert "whole pass" in r.stdout
 
 
 def test_interleaved_rotates_the_order_and_times_blocks():
