@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+DEFAULT_LOADERS = min(4, os.cpu_count() or 1)   # image-reading threads (see _ImageBatches)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -67,34 +68,55 @@ def _load_model(args):
 
 
 class _ImageBatches:
-    """Read images in batches; unreadable ones are skipped with a warning and counted (never silently)."""
+    """Read images in batches; unreadable ones are skipped with a warning and counted (never silently).
 
-    def __init__(self, paths, size, batch_size, central_fraction=None, progress=False):
+    ``loaders`` threads decode and resize the images (pillow releases the GIL while it does, and so does the
+    compiled forward pass), one batch ahead of the one being yielded, so that reading overlaps the model's
+    work. Batches, their order and the warnings' order are those of a serial read."""
+
+    def __init__(self, paths, size, batch_size, central_fraction=None, progress=False, loaders=1):
         self.paths, self.size, self.batch_size = paths, size, batch_size
         self.central_fraction, self.progress = central_fraction, progress
+        self.loaders = loaders
         self.failed = 0
 
+    def _chunks(self):
+        for start in range(0, len(self.paths), self.batch_size):
+            yield self.paths[start:start + self.batch_size]
+
     def __iter__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
         import numpy as np
 
         from .errors import InputError
         from .preprocessing import load_image
 
         done = 0
-        for start in range(0, len(self.paths), self.batch_size):
-            chunk, images = [], []
-            for p in self.paths[start:start + self.batch_size]:
-                try:
-                    images.append(load_image(p, self.size, self.central_fraction))
-                    chunk.append(p)
-                except InputError as e:
-                    self.failed += 1
-                    print(f"mobilenet-np: warning: skipped {p}: {e}", file=sys.stderr)
-            done += len(self.paths[start:start + self.batch_size])
-            if self.progress:
-                print(f"\r  {done}/{len(self.paths)} images", end="", file=sys.stderr, flush=True)
-            if images:
-                yield chunk, np.stack(images)
+        with ThreadPoolExecutor(self.loaders) as pool:
+            def submit(chunk):
+                return chunk, [pool.submit(load_image, p, self.size, self.central_fraction) for p in chunk]
+
+            chunks = self._chunks()
+            first = next(chunks, None)
+            current = submit(first) if first is not None else None
+            while current is not None:
+                paths, futures = current
+                upcoming = next(chunks, None)       # read while the caller works on this batch
+                current = submit(upcoming) if upcoming is not None else None
+                chunk, images = [], []
+                for p, future in zip(paths, futures):
+                    try:
+                        images.append(future.result())
+                        chunk.append(p)
+                    except InputError as e:
+                        self.failed += 1
+                        print(f"mobilenet-np: warning: skipped {p}: {e}", file=sys.stderr)
+                done += len(paths)
+                if self.progress:
+                    print(f"\r  {done}/{len(self.paths)} images", end="", file=sys.stderr, flush=True)
+                if images:
+                    yield chunk, np.stack(images)
         if self.progress:
             print(file=sys.stderr)
 
@@ -113,7 +135,8 @@ def cmd_classify(args):
         raise SystemExit("mobilenet-np: error: the weights have no classification layer; use features")
     labels = find_labels(model.num_classes, args.labels, getattr(getattr(model, "weights", None), "labels", None))
     size = (args.size, args.size) if args.size else model.input_size
-    batches = _ImageBatches(_expand_images(args.images), size, args.batch_size, args.central_crop)
+    batches = _ImageBatches(_expand_images(args.images), size, args.batch_size, args.central_crop,
+                            loaders=args.loaders)
     for chunk, images in batches:
         for p, top in zip(chunk, top_k(model.predictions(images), labels, args.top)):
             if args.json:
@@ -134,7 +157,7 @@ def cmd_features(args):
     size = (args.size, args.size) if args.size else model.input_size
     paths = _expand_images(args.images)
     batches = _ImageBatches(paths, size, args.batch_size, args.central_crop,
-                            progress=args.progress or sys.stderr.isatty())
+                            progress=args.progress or sys.stderr.isatty(), loaders=args.loaders)
     names, vectors = [], []
     for chunk, images in batches:
         names.extend(str(p) for p in chunk)
@@ -223,6 +246,8 @@ def build_parser():
         p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--threads", type=_positive_int, default=1,
                        help="threads sharing the images of each batch (default 1)")
+        p.add_argument("--loaders", type=_positive_int, default=DEFAULT_LOADERS,
+                       help=f"threads decoding and resizing images, ahead of the model (default {DEFAULT_LOADERS})")
 
     p = sub.add_parser("classify", help="print the top classes of each image")
     model_options(p)

@@ -156,3 +156,41 @@ def test_classify_quantized_modes(mode, source):
     r = run("classify", "--weights", path, "--mode", mode, "--json", "--top", "1", image)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["top"][0]["index"] == 106      # koala, in both quantized forms
+
+
+def test_parallel_loading_reads_like_a_serial_read(workdir, tmp_path, monkeypatch, capsys):
+    """_ImageBatches with loader threads: the same batches, in the same order, with the same warnings in the
+    same order as one thread; and it never reads more than two batches ahead of the one it yields."""
+    from mobilenet_np import cli, preprocessing
+
+    good = sorted((workdir / "imgs").rglob("*.png"))
+    paths = []
+    for i in range(7):      # 21 good images, 7 broken ones between them
+        paths += good
+        bad = tmp_path / f"bad{i}.png"
+        bad.write_bytes(b"not an image")
+        paths.append(bad)
+    started = []
+    real = preprocessing.load_image
+
+    def counting(path, *args):
+        started.append(path)
+        return real(path, *args)
+
+    monkeypatch.setattr(preprocessing, "load_image", counting)
+    runs = {}
+    for loaders in (1, 4):
+        started.clear()
+        batches = cli._ImageBatches(paths, (32, 40), 5, loaders=loaders)
+        got = []
+        for k, (chunk, images) in enumerate(batches):
+            assert len(started) <= 5 * (k + 2)      # this batch and the next, no more
+            got.append((chunk, images))
+        runs[loaders] = got, batches.failed, capsys.readouterr().err
+    (serial, failed1, err1), (parallel, failed4, err4) = runs[1], runs[4]
+    assert failed1 == failed4 == 7 and err1 == err4 and err1.count("skipped") == 7
+    assert [c for c, _ in serial] == [c for c, _ in parallel]
+    assert sum(len(c) for c, _ in serial) == 21
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(serial, parallel))
+    bad = run("features", "--weights", workdir / "w.h5", "--loaders", "0", "-o", tmp_path / "f.npy", good[0])
+    assert bad.returncode == 2 and "at least 1" in bad.stderr

@@ -968,13 +968,14 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
     return bad
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, nogil=True)
 def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record, head, logits, cycles, bad):
     """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1]) one after another in one arena;
     pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into ``ends``. When
     ``head`` = (weights, biases, C, classes, requantization record or -1) of the logits layer has classes > 0,
     the logits [N, classes] go to the flat ``logits``. ``cycles``: see :func:`run_image` (the logits are
-    counted as one more stage, the last entry). ``bad[n]``: how many values of image n are outside [0, 1]."""
+    counted as one more stage, the last entry). ``bad[n]``: how many values of image n are outside [0, 1].
+    Releases the GIL (``nogil``): other Python threads, such as the command line's image readers, run meanwhile."""
     nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
     xf = x.reshape(x.size)
     for n in range(nimg):
@@ -990,7 +991,7 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
             cycles[cycles.size - 1] += cycle_counter() - start
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pooled, ends, record, head, logits,
                      cycles, bad):
     """:func:`forward` with the images shared among ``arenas.shape[0]`` threads, one arena each (``cycles``
