@@ -90,6 +90,7 @@ class IntegerModel:
             raise ValueError(f"engine must be 'numba', 'ops' or 'numpy', got {engine!r}")
         if float_input not in FLOAT_INPUT_RULES:
             raise ValueError(f"float_input must be one of {FLOAT_INPUT_RULES}, got {float_input!r}")
+        self._options = dict(rounding=rounding, engine=engine, float_input=float_input, threads=threads)
         self.tflite = tflite
         self.rounding = rounding
         self._mode = FP.rounding_code(rounding)
@@ -130,6 +131,18 @@ class IntegerModel:
             except NotAChain as exc:
                 self._chain = None
                 self.fast_path = f"per-op kernels: {exc}"
+
+    # Pickling (multiprocessing, Dask, Ray): the prepared ops are closures, so the model is built again from
+    # the parsed file and the options; of what was set on it later, the hub attributes travel too.
+    _PICKLED_ATTRIBUTES = ("module_kind", "batch_norm_momentum")
+
+    def __getstate__(self):
+        return {"tflite": self.tflite, "options": self._options,
+                "attributes": {k: v for k, v in self.__dict__.items() if k in self._PICKLED_ATTRIBUTES}}
+
+    def __setstate__(self, state):
+        self.__init__(state["tflite"], **state["options"])
+        self.__dict__.update(state["attributes"])
 
     def _check_wiring(self):
         """Every computed input of every op (the first; both for ADD) is the model input or an earlier output."""

@@ -91,6 +91,19 @@ class Model(HubInterface):
         """Images in [0, 1] to the network's [-1, 1] (TF-Hub's ``2x - 1``); subclasses may add to it."""
         return x * np.float32(2.0) - np.float32(1.0)
 
+    # ---------------------------------------------------------------------------------------- pickling
+    def __getstate__(self):
+        """Models pickle (``multiprocessing``, Dask and Ray send them to workers): the fast executor, with its
+        lock, plans and arenas, is left out and rebuilt on first use; kernels travel as their names."""
+        state = self.__dict__.copy()
+        state["_executor"] = None
+        state["_k"] = {name: _qualified_name(f) for name, f in self._k.items()}
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state, _k={name: _by_qualified_name(ref) for name, ref in state["_k"].items()})
+        self.__dict__.update(state)
+
     # ---------------------------------------------------------------------------------------- fast path
     @property
     def threads(self):
@@ -221,3 +234,16 @@ class Model(HubInterface):
         a = self.architecture
         return (f"Model({a.family}, depth_multiplier={a.depth_multiplier:g}, input_size={a.default_size}, "
                 f"num_classes={a.num_classes}, engine={self.engine!r})")
+
+
+def _qualified_name(function):
+    """``(module, qualified name)`` of a module-level kernel (a Numba dispatcher or a plain function)."""
+    function = getattr(function, "py_func", function)
+    return function.__module__, function.__qualname__
+
+
+def _by_qualified_name(ref):
+    import importlib
+
+    module, name = ref
+    return getattr(importlib.import_module(module), name)
