@@ -15,9 +15,11 @@ import argparse
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 DEFAULT_LOADERS = min(4, os.cpu_count() or 1)   # image-reading threads (see _ImageBatches)
+COMPILE_NOTICE_AFTER = 3.0   # s: a first batch slower than this is Numba compiling (a warm cache loads in ~0.3 s)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -127,6 +129,27 @@ class _ImageBatches:
         return 0
 
 
+def _first_call_explained(fn, after=COMPILE_NOTICE_AFTER):
+    """``fn``, whose first call says on stderr what is happening if it has not returned after ``after`` seconds:
+    the first run on a machine compiles the kernels (15-30 s), and a silent wait that long looks like a hang."""
+    pending = [True]
+
+    def call(*args):
+        if not pending[0]:
+            return fn(*args)
+        pending[0] = False
+        timer = threading.Timer(after, print, ("mobilenet-np: compiling the kernels for this CPU (only the first "
+                                               "run; later runs load them from Numba's cache) ...",),
+                                {"file": sys.stderr, "flush": True})
+        timer.daemon = True
+        timer.start()
+        try:
+            return fn(*args)
+        finally:
+            timer.cancel()
+    return call
+
+
 def cmd_classify(args):
     from .labels import find_labels, top_k
 
@@ -137,8 +160,9 @@ def cmd_classify(args):
     size = (args.size, args.size) if args.size else model.input_size
     batches = _ImageBatches(_expand_images(args.images), size, args.batch_size, args.central_crop,
                             loaders=args.loaders)
+    predictions = _first_call_explained(model.predictions)
     for chunk, images in batches:
-        for p, top in zip(chunk, top_k(model.predictions(images), labels, args.top)):
+        for p, top in zip(chunk, top_k(predictions(images), labels, args.top)):
             if args.json:
                 print(json.dumps({"image": str(p), "top": top}))
             else:
@@ -159,9 +183,10 @@ def cmd_features(args):
     batches = _ImageBatches(paths, size, args.batch_size, args.central_crop,
                             progress=args.progress or sys.stderr.isatty(), loaders=args.loaders)
     names, vectors = [], []
+    extract = _first_call_explained(model.features)
     for chunk, images in batches:
         names.extend(str(p) for p in chunk)
-        vectors.append(np.asarray(model.features(images), dtype=np.float32))
+        vectors.append(np.asarray(extract(images), dtype=np.float32))
     features = np.concatenate(vectors) if vectors else np.zeros((0, model.num_features), np.float32)
     written = write_features(args.output, features, names)
     print(f"wrote {features.shape[0]} feature vectors of size {features.shape[1]} to {', '.join(written)}")

@@ -194,3 +194,19 @@ def test_parallel_loading_reads_like_a_serial_read(workdir, tmp_path, monkeypatc
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(serial, parallel))
     bad = run("features", "--weights", workdir / "w.h5", "--loaders", "0", "-o", tmp_path / "f.npy", good[0])
     assert bad.returncode == 2 and "at least 1" in bad.stderr
+
+
+def test_a_slow_first_call_is_explained(capsys):
+    """The first batch compiles the kernels on a new machine (15-30 s): past a few seconds the command line
+    says so on stderr, once; a fast first call, and every later one, stay quiet."""
+    import time
+
+    from mobilenet_np import cli
+
+    slow = cli._first_call_explained(lambda x: time.sleep(0.4) or x + 1, after=0.05)
+    assert slow(1) == 2 and "compiling the kernels" in capsys.readouterr().err
+    assert slow(2) == 3 and capsys.readouterr().err == ""
+    fast = cli._first_call_explained(lambda x: x, after=0.5)
+    assert fast(5) == 5
+    time.sleep(0.7)                      # past the delay: the cancelled notice never comes
+    assert capsys.readouterr().err == ""
