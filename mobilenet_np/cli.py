@@ -132,12 +132,13 @@ class _ImageBatches:
 def _first_call_explained(fn, after=COMPILE_NOTICE_AFTER):
     """``fn``, whose first call says on stderr what is happening if it has not returned after ``after`` seconds:
     the first run on a machine compiles the kernels (15-30 s), and a silent wait that long looks like a hang."""
-    pending = [True]
+    first = True
 
     def call(*args):
-        if not pending[0]:
+        nonlocal first
+        if not first:
             return fn(*args)
-        pending[0] = False
+        first = False
         timer = threading.Timer(after, print, ("mobilenet-np: compiling the kernels for this CPU (only the first "
                                                "run; later runs load them from Numba's cache) ...",),
                                 {"file": sys.stderr, "flush": True})

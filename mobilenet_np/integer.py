@@ -90,12 +90,12 @@ class IntegerModel:
             raise ValueError(f"engine must be 'numba', 'ops' or 'numpy', got {engine!r}")
         if float_input not in FLOAT_INPUT_RULES:
             raise ValueError(f"float_input must be one of {FLOAT_INPUT_RULES}, got {float_input!r}")
-        self._options = dict(rounding=rounding, engine=engine, float_input=float_input, threads=threads)
         self.tflite = tflite
         self.rounding = rounding
         self._mode = FP.rounding_code(rounding)
         self.engine = engine
         self.float_input = float_input
+        self._threads = threads
         self._k = kernel_set("numpy" if engine == "numpy" else "numba")
         src = os.path.basename(tflite.source)
         if len(tflite.inputs) != 1 or not tflite.outputs:
@@ -137,7 +137,9 @@ class IntegerModel:
     _PICKLED_ATTRIBUTES = ("module_kind", "batch_norm_momentum")
 
     def __getstate__(self):
-        return {"tflite": self.tflite, "options": self._options,
+        options = dict(rounding=self.rounding, engine=self.engine, float_input=self.float_input,
+                       threads=self._threads)
+        return {"tflite": self.tflite, "options": options,
                 "attributes": {k: v for k, v in self.__dict__.items() if k in self._PICKLED_ATTRIBUTES}}
 
     def __setstate__(self, state):
