@@ -1,7 +1,7 @@
 """The ``mobilenet-np`` command line.
 
     mobilenet-np classify (--model H | --weights W) IMAGE_OR_DIR...  top-k classes per image (text or --json)
-    mobilenet-np features (--model H | --weights W) IMAGE_OR_DIR... -o OUT.npy|OUT.h5
+    mobilenet-np features (--model H | --weights W) IMAGE_OR_DIR... -o OUT.npy|OUT.h5 [--resume]
     mobilenet-np convert SRC -o OUT.h5      checkpoint / frozen graph / SavedModel / Keras / archive -> HDF5
     mobilenet-np inspect FILE               detected format, architecture and per-layer table
     mobilenet-np models | download NAME     the published family; fetch and cache one
@@ -173,24 +173,47 @@ def cmd_classify(args):
     return batches.report()
 
 
-def cmd_features(args):
-    import numpy as np
+def _run_settings(args, model, size):
+    """What decides the vectors, so that a resumed run can check that it continues the same one: the weights
+    (path and, for a file, its SHA-256), how they run, and how images become inputs."""
+    import hashlib
 
-    from .outputs import write_features
+    source, digest = args.model or args.weights, None
+    if os.path.isfile(source):
+        source = os.path.abspath(source)
+        h = hashlib.sha256()
+        with open(source, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+    return {"source": source, "sha256": digest, "model": type(model).__name__, "mode": args.mode,
+            "rounding": args.rounding, "size": list(size), "central_crop": args.central_crop}
+
+
+def cmd_features(args):
+    from .outputs import FeatureWriter
 
     model = _load_model(args)
     size = (args.size, args.size) if args.size else model.input_size
     paths = _expand_images(args.images)
-    batches = _ImageBatches(paths, size, args.batch_size, args.central_crop,
-                            progress=args.progress or sys.stderr.isatty(), loaders=args.loaders)
-    names, vectors = [], []
-    extract = _first_call_explained(model.features)
-    for chunk, images in batches:
-        names.extend(str(p) for p in chunk)
-        vectors.append(np.asarray(extract(images), dtype=np.float32))
-    features = np.concatenate(vectors) if vectors else np.zeros((0, model.num_features), np.float32)
-    written = write_features(args.output, features, names)
-    print(f"wrote {features.shape[0]} feature vectors of size {features.shape[1]} to {', '.join(written)}")
+    with FeatureWriter(args.output, model.num_features, _run_settings(args, model, size),
+                       resume=args.resume) as out:
+        if len(out):
+            done = out.written()
+            paths = [p for p in paths if os.path.normpath(os.path.abspath(p)) not in done]
+            print(f"resuming {out.partial}: {len(out)} vectors kept, {len(paths)} images to go", file=sys.stderr)
+        batches = _ImageBatches(paths, size, args.batch_size, args.central_crop,
+                                progress=args.progress or sys.stderr.isatty(), loaders=args.loaders)
+        extract = _first_call_explained(model.features)
+        try:
+            for chunk, images in batches:
+                out.add(chunk, extract(images))
+        except KeyboardInterrupt:
+            print(f"\nmobilenet-np: interrupted; {len(out)} vectors kept in {out.partial}: run the same command "
+                  f"with --resume to continue", file=sys.stderr)
+            return 130
+        written = out.finish()
+    print(f"wrote {len(out)} feature vectors of size {model.num_features} to {', '.join(written)}")
     return batches.report()
 
 
@@ -286,6 +309,8 @@ def build_parser():
     model_options(p)
     p.add_argument("-o", "--output", required=True, help="OUT.npy (+ OUT.files.txt) or OUT.h5")
     p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (kept in OUT.partial), skipping the images it wrote")
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("models", help="list the published models this tool can download")
