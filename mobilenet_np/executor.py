@@ -227,7 +227,10 @@ class FastExecutor:
         key = (height, width, record)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = self._make_plan(height, width, record)
+            with self._lock:        # one plan per key, however many threads ask for it at once
+                plan = self._plans.get(key)
+                if plan is None:
+                    plan = self._plans[key] = self._make_plan(height, width, record)
         return plan
 
     def _stages(self, height, width, record):
@@ -417,13 +420,20 @@ class FastExecutor:
                     [st.names for st in stages])
 
     # ------------------------------------------------------------------------------------------ running
-    def _buffers(self, plan, threads):
+    def _take_buffers(self, plan, threads):
+        """An arena (and pooling accumulator) per thread for ``plan``, for this call alone: a free one kept from
+        an earlier call, else new ones. Calls from several Python threads therefore run at once (the compiled
+        pass releases the GIL), each in its own arena; :meth:`_give_back` keeps them for the next call."""
         key = (id(plan), threads)
-        bufs = self._arenas.get(key)
-        if bufs is None:
-            bufs = self._arenas[key] = (aligned_zeros((threads, plan.arena_size)),
-                                        np.zeros((threads, plan.features), np.float64))
-        return bufs
+        with self._lock:
+            free = self._arenas.setdefault(key, [])
+            if free:
+                return free.pop()
+        return (aligned_zeros((threads, plan.arena_size)), np.zeros((threads, plan.features), np.float64))
+
+    def _give_back(self, plan, threads, bufs):
+        with self._lock:
+            self._arenas[(id(plan), threads)].append(bufs)
 
     def run(self, x, logits=False, record=False, cycles=None):
         """``(features [N, C], logits [N, classes] or None, endpoints or None)`` for checked images ``x``
@@ -459,8 +469,9 @@ class FastExecutor:
         out = np.empty(max(n * head[3], 1), np.float32)
         threads = 1 if cycles is not None else max(1, min(self.threads, n))
         bad = np.zeros(n, np.int64)
-        with self._lock:    # the arenas are shared state
-            arena, acc = self._buffers(plan, threads)
+        bufs = self._take_buffers(plan, threads)
+        arena, acc = bufs
+        try:
             if threads == 1:
                 fused.forward(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams, arena[0],
                               acc[0], pooled, ends, record, head, out, self._no_cycles if cycles is None else cycles,
@@ -468,6 +479,8 @@ class FastExecutor:
             else:
                 fused.forward_parallel(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams,
                                        arena, acc, pooled, ends, record, head, out, self._no_cycles, bad)
+        finally:
+            self._give_back(plan, threads, bufs)
         if bad.any():
             check_values(x)      # raises InputError naming the problem
         return pooled, out, ends

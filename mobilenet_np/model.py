@@ -12,12 +12,16 @@ Endpoints are keyed by slim names: every layer's scope (``Conv2d_3_depthwise``, 
 V2 block outputs (``expanded_conv_4``), the pooled features (``AvgPool_1a`` or ``global_pool``, shape
 ``[N, 1, 1, C]``), ``Logits`` and ``Predictions``.
 """
+import threading
+
 import numpy as np
 
 from .errors import MobileNetError
 from .inputs import check_images
 from .signatures import HubInterface
 from .kernels import fold_batch_norm, kernel_set, same_pads
+
+_BUILDING = threading.Lock()    # one fast executor per model, however many threads make its first call at once
 
 DEFAULT_BATCH_SIZE = 64
 ENGINES = ("numba", "layers", "numpy")
@@ -132,7 +136,9 @@ class Model(HubInterface):
         models it does not serve."""
         if self._executor is None and self._uses_executor():
             from .executor import FastExecutor
-            self._executor = FastExecutor(self.architecture, self._steps, threads=self._threads)
+            with _BUILDING:
+                if self._executor is None:
+                    self._executor = FastExecutor(self.architecture, self._steps, threads=self._threads)
         return self._executor
 
     def _forward(self, x, keep):

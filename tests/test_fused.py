@@ -209,6 +209,36 @@ def test_threads_give_identical_results():
         fast.threads = 0
 
 
+def test_calls_from_several_python_threads_run_at_once_and_agree(monkeypatch):
+    """Python threads sharing one model (a web server's pool, Dask's threaded workers) each get an arena of
+    their own, so their calls run at the same time (the pass releases the GIL) and give the bytes of calls made
+    one after another. The compiled pass is wrapped in a two-party barrier: two calls must be inside it at
+    once, which calls behind one lock never are (the barrier would time out)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast, _ = _pair("v1", 0.25)
+    images = [random_images(3, 64, 72, seed=s) for s in range(8)]
+    expected = [fast.classify(x) for x in images]
+    real = fused.forward
+    meet = threading.Barrier(2, timeout=20)
+    met = []
+
+    def forward(*args):
+        if len(met) < 2:
+            met.append(meet.wait())     # raises BrokenBarrierError if the other call cannot come in meanwhile
+        return real(*args)
+
+    monkeypatch.setattr(fused, "forward", forward)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(fast.classify, images))
+    assert sorted(met) == [0, 1]
+    for g, e in zip(got, expected):
+        assert np.array_equal(g, e)
+    free = fast.executor._arenas.values()
+    assert 2 <= sum(len(f) for f in free) <= 4       # arenas are kept for reuse, at most one per caller
+
+
 def check_arena_bounds(ex, images, record):
     """Run ``images`` through executor ``ex`` with guard zones around the arena and the outputs: nothing may be
     written outside them, nor to the parameters. The arena starts full of NaN (what tensors sharing its memory
@@ -303,8 +333,9 @@ def test_parameters_and_arenas_start_on_a_cache_line():
     fast, _ = _pair("v2", 0.35)
     fast.features(random_images(1, 45, 61, seed=1))
     assert fast.executor.params.ctypes.data % 64 == 0
-    for arena, _ in fast.executor._arenas.values():
-        assert arena.ctypes.data % 64 == 0 and arena.shape[1] % E.ALIGN == 0
+    for free in fast.executor._arenas.values():
+        for arena, _ in free:
+            assert arena.ctypes.data % 64 == 0 and arena.shape[1] % E.ALIGN == 0
 
 
 def test_assign_offsets_by_hand():
