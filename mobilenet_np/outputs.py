@@ -21,6 +21,9 @@ import numpy as np
 
 from .errors import MobileNetError
 
+# File names that are not valid UTF-8 (Linux allows any bytes) keep their bytes: Python holds them as lone
+# surrogates, written back as the original bytes, in the name list and in the .h5's ``files``.
+NAME_ERRORS = "surrogateescape"
 COPY_ROWS_BYTES = 16 << 20      # finish() copies the vectors into the final file in pieces of about this size
 
 
@@ -103,7 +106,7 @@ class FeatureWriter:
     def _open(self, resume):
         self._vectors = open(self._file("vectors.f32"), "ab")
         self._lock()
-        self._names = open(self._file("names.txt"), "a", encoding="utf-8", newline="\n")
+        self._names = open(self._file("names.txt"), "a", encoding="utf-8", errors=NAME_ERRORS, newline="\n")
         if resume:
             self._check_run()
             self._recover()
@@ -153,7 +156,7 @@ class FeatureWriter:
 
     def _read_names(self):
         self._names.flush()
-        with open(self._file("names.txt"), encoding="utf-8", newline="\n") as f:
+        with open(self._file("names.txt"), encoding="utf-8", errors=NAME_ERRORS, newline="\n") as f:
             return [line[:-1] for line in f]
 
     def __len__(self):
@@ -214,7 +217,8 @@ class FeatureWriter:
             ds = f.create_dataset("features", shape=(n, self.dim), dtype=np.float32)
             for start, rows in self._row_pieces(n):
                 ds[start:start + rows.shape[0]] = rows
-            f.create_dataset("files", data=np.array(self._read_names(), dtype=h5py.string_dtype()))
+            names = [n.encode("utf-8", NAME_ERRORS) for n in self._read_names()]
+            f.create_dataset("files", data=np.array(names, dtype=h5py.string_dtype()))
 
     def close(self):
         """Close the partial run's files (and release its lock); what was added stays for a resume."""

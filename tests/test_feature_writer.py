@@ -190,3 +190,20 @@ def test_features_interrupted_then_resumed_on_the_command_line(photos, tmp_path,
     monkeypatch.setattr(Model, "features", real)
     assert cli.main(args + ["-o", str(tmp_path / "other.npy"), "--resume"]) == 1
     assert "size=[96, 96]" in capsys.readouterr().err
+
+
+def test_names_that_are_not_utf8_keep_their_bytes(tmp_path):
+    """Linux file names are bytes; Python holds undecodable ones as lone surrogates (``os.fsdecode``). The
+    name list and the .h5's ``files`` must give back the original bytes, and a resume must recognise them."""
+    name = os.fsdecode(b"photos/caf\xe9.jpg")
+    vectors = np.ones((1, DIM), np.float32)
+    for suffix in (".npy", ".h5"):
+        w = FeatureWriter(tmp_path / f"f{suffix}", DIM)
+        w.add([name], vectors)
+        w.close()
+        with FeatureWriter(tmp_path / f"f{suffix}", DIM, resume=True) as w:
+            assert w.written() == {os.path.normpath(os.path.join(os.getcwd(), name))}
+            w.finish()
+    assert (tmp_path / "f.files.txt").read_bytes() == b"photos/caf\xe9.jpg\n"
+    with h5py.File(tmp_path / "f.h5") as f:
+        assert list(f["files"][()]) == [b"photos/caf\xe9.jpg"]
