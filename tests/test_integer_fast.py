@@ -7,7 +7,8 @@ integer model in ``test_integer.py`` (``compare_with_tflite`` compares ``output`
   and the fused kernels then return the exact integer sums, in whatever order they add them; one step past the
   bound, they do not (so the loader's bound is needed, and this test can fail);
 * a model whose partial sums could pass 2**24 is refused by the fast path, which says why, and still runs;
-* threads and batches give the same bytes as one image at a time; nothing is written outside the arena.
+* threads (the model's own, or Python threads sharing it) and batches give the same bytes as one image at a
+  time; nothing is written outside the arena.
 """
 import numpy as np
 import pytest
@@ -69,6 +70,11 @@ def test_threads_and_batches_give_the_same_bytes(rel):
     assert np.array_equal(one.output(images), singles)
     assert np.array_equal(two.output(images), singles)
     assert np.array_equal(two.features(images), one.features(images))
+    # one model shared by several Python threads at once (each call in its own arena)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda k: one.output(images[k:k + 1]), list(range(len(images))) * 3))
+    assert np.array_equal(np.concatenate(got), np.concatenate([singles] * 3))
 
 
 def test_every_fixture_file_runs_on_the_fast_path():
