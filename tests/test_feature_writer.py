@@ -7,6 +7,7 @@ import os
 import h5py
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mobilenet_np import cli
 from mobilenet_np.outputs import FeatureWriter, OutputError
@@ -207,3 +208,45 @@ def test_names_that_are_not_utf8_keep_their_bytes(tmp_path):
     assert (tmp_path / "f.files.txt").read_bytes() == b"photos/caf\xe9.jpg\n"
     with h5py.File(tmp_path / "f.h5") as f:
         assert list(f["files"][()]) == [b"photos/caf\xe9.jpg"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut_vectors=st.integers(0, 12 * 4 * DIM), cut_names=st.integers(0, 200))
+def test_a_run_cut_anywhere_resumes_to_the_whole_output(tmp_path_factory, cut_vectors, cut_names):
+    """Whatever prefix of each file an interruption leaves (any byte count of the vectors, any of the names),
+    the resumed run keeps only rows that have both, in order, and the finished file is the whole run."""
+    d = tmp_path_factory.mktemp("cut")
+    data = batches(3)
+    all_names = [n for ns, _ in data for n in ns]
+    all_vectors = np.concatenate([v for _, v in data])
+    w = FeatureWriter(d / "f.npy", DIM)
+    for names, vectors in data:
+        w.add(names, vectors)
+    w.close()
+    for name, cut in (("vectors.f32", cut_vectors), ("names.txt", cut_names)):
+        with open(d / "f.npy.partial" / name, "r+b") as f:
+            f.truncate(cut)
+    whole_lines = (d / "f.npy.partial" / "names.txt").read_bytes().count(b"\n")
+    with FeatureWriter(d / "f.npy", DIM, resume=True) as w:
+        n = len(w)
+        assert n == min(cut_vectors // (4 * DIM), whole_lines)
+        done = w.written()
+        rest = [i for i, name in enumerate(all_names) if os.path.normpath(os.path.join(os.getcwd(), name)) not in done]
+        assert rest == list(range(n, 12))
+        w.add([all_names[i] for i in rest], all_vectors[rest])
+        w.finish()
+    vectors, names = read_output(d / "f.npy")
+    np.testing.assert_array_equal(vectors, all_vectors)
+    assert names == all_names
+
+
+def test_a_damaged_run_description_is_refused(tmp_path):
+    w = FeatureWriter(tmp_path / "f.npy", DIM)
+    w.close()
+    (tmp_path / "f.npy.partial" / "run.json").write_text("{not json")
+    with pytest.raises(OutputError, match="cannot read run.json"):
+        FeatureWriter(tmp_path / "f.npy", DIM, resume=True)
+    (tmp_path / "f.npy.partial").rename(tmp_path / "elsewhere")
+    (tmp_path / "f.npy.partial").write_text("a file, not a folder")
+    with pytest.raises(OutputError, match="in the way"):
+        FeatureWriter(tmp_path / "f.npy", DIM)
