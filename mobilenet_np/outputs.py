@@ -81,6 +81,7 @@ class FeatureWriter:
         self.run = {"dim": self.dim, "cwd": os.getcwd(), **(settings or {})}
         self._vectors = self._names = None
         self._count = 0         # rows written (the names stay on disk only: memory is one batch)
+        self._cwd_before = self.run["cwd"]      # where a resumed run's relative names are relative to
         if os.path.exists(self.partial) and not os.path.isdir(self.partial):
             raise OutputError(f"{self.partial} is in the way: a partial run would be kept in that folder")
         if os.path.isdir(self.partial):
@@ -108,8 +109,12 @@ class FeatureWriter:
         self._lock()
         self._names = open(self._file("names.txt"), "a", encoding="utf-8", errors=NAME_ERRORS, newline="\n")
         if resume:
-            self._check_run()
-            self._recover()
+            try:
+                self._check_run()
+                self._recover()
+            except BaseException:
+                self.close()        # (and release the lock)
+                raise
 
     def _lock(self):
         try:
@@ -151,8 +156,7 @@ class FeatureWriter:
     def written(self):
         """The images whose vectors the partial run already holds, as absolute paths (a resumed run may start
         in another folder than the one it continues)."""
-        cwd = getattr(self, "_cwd_before", self.run["cwd"])
-        return {os.path.normpath(os.path.join(cwd, n)) for n in self._read_names()}
+        return {os.path.normpath(os.path.join(self._cwd_before, n)) for n in self._read_names()}
 
     def _read_names(self):
         self._names.flush()
