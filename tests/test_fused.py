@@ -214,6 +214,7 @@ def test_calls_from_several_python_threads_run_at_once_and_agree(monkeypatch):
     their own, so their calls run at the same time (the pass releases the GIL) and give the bytes of calls made
     one after another. The compiled pass is wrapped in a two-party barrier: two calls must be inside it at
     once, which calls behind one lock never are (the barrier would time out)."""
+    import itertools
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -222,10 +223,10 @@ def test_calls_from_several_python_threads_run_at_once_and_agree(monkeypatch):
     expected = [fast.classify(x) for x in images]
     real = fused.forward
     meet = threading.Barrier(2, timeout=20)
-    met = []
+    entrants, met = itertools.count(), []
 
     def forward(*args):
-        if len(met) < 2:
+        if next(entrants) < 2:          # the first two calls (next() on a count is atomic)
             met.append(meet.wait())     # raises BrokenBarrierError if the other call cannot come in meanwhile
         return real(*args)
 
