@@ -240,6 +240,67 @@ def test_calls_from_several_python_threads_run_at_once_and_agree(monkeypatch):
     assert 2 <= sum(len(f) for f in free) <= 4       # arenas are kept for reuse, at most one per caller
 
 
+@pytest.mark.parametrize("family,alpha,size", [
+    ("v1", 0.25, (224, 224)), ("v1", 0.25, (67, 50)), ("v1", 0.3, (37, 45)),
+    ("v2", 0.5, (160, 160)), ("v2", 0.35, (65, 33)), ("v2", 1.0, (96, 96))])
+def test_one_image_on_two_threads(family, alpha, size):
+    """threads=2 and one image: the early stages' rows are shared by two threads (executor.SplitPlan). The
+    parts make the cut's rows once each, between them all of them; every earlier stage's rows are all made,
+    a few twice (what both halves read); the tail makes only later stages. Run in an arena full of NaN
+    inside guard zones, the parts and the tail give the bytes of one thread, and write nothing outside."""
+    fast, _ = _pair(family, alpha)
+    x = random_images(1, *size, seed=7)
+    expected = fast.classify(x), fast.features(x)
+    ex = fast.executor
+    split = ex.plan(*size, split=True)
+    assert split is not None
+    h = [int(split.tables[1][t, fused.T_H]) for t in split.stages[:, fused.TOUT]]
+    rows = [[], []]
+    for p in (0, 1):
+        for k, i, n in split.schedules[p, :split.lengths[p]]:
+            rows[p] += [(k, r) for r in range(i, i + n)]
+        assert len(set(rows[p])) == len(rows[p])                 # no row made twice by one part
+    cut = split.cut
+    top, bottom = ([r for k, r in rows[p] if k == cut] for p in (0, 1))
+    assert top == list(range(len(top))) and bottom == list(range(len(top), h[cut])) and len(bottom) > 0
+    for k in range(1, cut):
+        both = [r for p in (0, 1) for kk, r in rows[p] if kk == k]
+        assert sorted(set(both)) == list(range(h[k]))
+        assert len(both) - h[k] <= 6 * max(1, h[k] // h[cut]), (k, len(both) - h[k])   # the halo: a few rows
+    assert all(k > cut for k in split.tail[:, 0])
+    # the parts and the tail by hand, in a NaN arena with guard zones
+    guard = 4096
+    flat = np.full(2 * split.arena_size + 2 * guard, 7.0, np.float32)
+    arena = flat[guard:guard + 2 * split.arena_size].reshape(2, split.arena_size)
+    arena[:] = np.nan
+    acc = np.zeros((2, split.features), np.float64)
+    pooled = np.full(split.features + guard, 7.0, np.float32)
+    logits = np.full(ex._head[3] + guard, 7.0, np.float32)
+    bad, nothing = np.zeros(1, np.int64), np.zeros(1, np.float32)
+    x32 = np.ascontiguousarray(x, np.float32)
+    fused.forward_parallel(x32, split.stages, split.tables, split.schedules, split.lengths, E.SPLIT_JOBS, ex.params,
+                           ex.qparams, arena, acc, pooled, nothing, False, ex._no_head, logits, np.zeros(0, np.int64),
+                           bad)
+    fused.forward(x32, split.stages, split.tables[1], split.tail, ex.params, ex.qparams, arena[1], acc[1], pooled,
+                  nothing, False, ex._head, logits, np.zeros(0, np.int64), bad)
+    assert np.all(flat[:guard] == 7.0) and np.all(flat[-guard:] == 7.0)
+    assert np.all(pooled[split.features:] == 7.0) and np.all(logits[ex._head[3]:] == 7.0)
+    assert np.array_equal(pooled[:fast.num_features], expected[1][0])
+    assert np.array_equal(logits[:1001], expected[0][0])
+    # and through the model
+    fast.threads = 2
+    assert np.array_equal(fast.classify(x), expected[0]) and np.array_equal(fast.features(x), expected[1])
+
+
+def test_small_images_are_not_split():
+    """Where the first whole-map stage comes too early (no rows worth sharing), one image runs on one thread."""
+    fast, _ = _pair("v1", 0.25)
+    assert fast.executor.plan(32, 32, split=True) is None
+    fast.threads = 2
+    x = random_images(1, 32, 32, seed=2)
+    assert np.array_equal(fast.classify(x), _pair("v1", 0.25)[0].classify(x))
+
+
 def check_arena_bounds(ex, images, record):
     """Run ``images`` through executor ``ex`` with guard zones around the arena and the outputs: nothing may be
     written outside them, nor to the parameters. The arena starts full of NaN (what tensors sharing its memory
