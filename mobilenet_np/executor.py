@@ -21,6 +21,12 @@ from .kernels import fused
 from .kernels.padding import same_padding
 
 SPLIT_JOBS = np.array([[0, 0, 0], [0, 1, 1]], np.int64)   # (image, tensor table, schedule): the two parts
+# One image is split between two threads only when its early stages hold at least this much work (multiply-
+# adds, as _pixel_cost counts them): starting the second thread takes some tens of microseconds (~100 k
+# cycles, ~3 M multiply-adds at the early stages' rate) and the split saves ~40 % of the early work (half, less
+# the rows both halves make), so below ~8 M it saves nothing. V1 0.25/224 (17 M) and V2 0.5/160 are split;
+# V1 0.25/128 (4 M) is not: split anyway, it ran 0.93-1.11x as fast as one thread.
+SPLIT_MIN_WORK = 8_000_000
 ALIGN = 16   # floats: every buffer starts on a 64-byte boundary (a cache line, one AVX-512 vector)
 WHOLE_MAP_PIXELS = 256   # maps up to this many pixels are computed in one step per layer, and maps up to
 # NARROW_MAP_PIXELS (20x20) too when no whole map the step then reads or writes (input, depthwise scratch,
@@ -409,7 +415,7 @@ class FastExecutor:
 
     def _make_split_plan(self, height, width):
         """One image on two threads (see :class:`SplitPlan`), or None when the network has no early stages
-        worth splitting."""
+        worth splitting (less than SPLIT_MIN_WORK)."""
         stages, features, _, _ = self._stages(height, width, False)
         index = {id(st): k for k, st in enumerate(stages)}
         first_whole = next(k for k, st in enumerate(stages) if st.group > 1 or st.op == fused.ST_POOL)
@@ -444,6 +450,8 @@ class FastExecutor:
             if best is None or worst < best[0]:
                 best = (worst, parts)
         parts = best[1]
+        if sum(cost(order) for order, _ in parts) < SPLIT_MIN_WORK:
+            return None
         tail, tail_keep = self._schedule(stages, made=[st.out.h if k <= cut else 0 for k, st in enumerate(stages)])
         keep = [max(ks) for ks in zip(parts[0][1], parts[1][1], tail_keep)]
         order = np.concatenate([parts[0][0], parts[1][0], tail])

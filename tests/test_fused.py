@@ -241,8 +241,8 @@ def test_calls_from_several_python_threads_run_at_once_and_agree(monkeypatch):
 
 
 @pytest.mark.parametrize("family,alpha,size", [
-    ("v1", 0.25, (224, 224)), ("v1", 0.25, (67, 50)), ("v1", 0.3, (37, 45)),
-    ("v2", 0.5, (160, 160)), ("v2", 0.35, (65, 33)), ("v2", 1.0, (96, 96))])
+    ("v1", 0.25, (224, 224)), ("v1", 0.25, (223, 191)), ("v1", 0.3, (160, 150)),      # odd sizes: 'SAME' pads
+    ("v2", 0.5, (160, 160)), ("v2", 0.35, (160, 130)), ("v2", 1.0, (96, 96))])
 def test_one_image_on_two_threads(family, alpha, size):
     """threads=2 and one image: the early stages' rows are shared by two threads (executor.SplitPlan). The
     parts make the cut's rows once each, between them all of them; every earlier stage's rows are all made,
@@ -293,9 +293,12 @@ def test_one_image_on_two_threads(family, alpha, size):
 
 
 def test_small_images_are_not_split():
-    """Where the first whole-map stage comes too early (no rows worth sharing), one image runs on one thread."""
+    """Where the early stages hold too little work (less than SPLIT_MIN_WORK: V1 0.25 at 128, anything at
+    32x32, where the first whole-map stage comes at once), one image runs on one thread."""
     fast, _ = _pair("v1", 0.25)
     assert fast.executor.plan(32, 32, split=True) is None
+    assert fast.executor.plan(128, 128, split=True) is None
+    assert fast.executor.plan(224, 224, split=True) is not None
     fast.threads = 2
     x = random_images(1, 32, 32, seed=2)
     assert np.array_equal(fast.classify(x), _pair("v1", 0.25)[0].classify(x))
