@@ -9,8 +9,12 @@
   the same time share memory: :func:`assign_offsets`), and the *schedule*: the
   order in which stages compute their output rows. The schedule is found by pulling: to make the pool's
   next row, make the rows it reads first, recursively; so each row is consumed soon after it is made and each
-  tensor only keeps a few rows (the ring size, measured on the schedule itself). Plans and arenas are cached
-  by input size (and thread count).
+  tensor only keeps a few rows (the ring size, measured on the schedule itself). Plans are cached by input
+  size; arenas are kept for reuse, one per call running at the same time (calls from several Python threads
+  run at once).
+
+With two threads or more, a batch's images are shared among them; a single image's early stages, where
+that pays, are shared by two (:class:`SplitPlan`).
 """
 import threading
 
