@@ -53,8 +53,7 @@ def load(path, *, mode=None, engine="numba", fold_batch_norm=True, input_size=No
     and activations; default for ``quantops``/``_quant`` handles) or ``"uint8"`` (TFLite integer arithmetic,
     bit-exact; covers int8 models too; ``rounding`` picks ``"reference"`` or ``"xnnpack"``).
     ``batch_norm_momentum`` is accepted as the v3/v4 hub modules accept it; it only matters for training.
-    ``threads``: how many threads share the images of a batch (float and uint8 models; Numba's thread pool);
-    with two or more, a single image's early layers are shared by two (where they hold enough work).
+    ``threads``: how many threads share the images of a batch (float and uint8 models; Numba's thread pool).
     ``engine`` for uint8 models: ``"numba"`` (the fast executor where the model fits it), ``"layers"`` (the
     per-op kernels) or ``"numpy"``.
     """

@@ -294,8 +294,7 @@ def build_parser():
                        help="keep the central part before resizing (slim's eval uses 0.875)")
         p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--threads", type=_positive_int, default=1,
-                       help="threads sharing each batch: its images (a batch of one: its early layers' rows; "
-                            "default 1)")
+                       help="threads sharing the images of each batch (default 1)")
         p.add_argument("--loaders", type=_positive_int, default=DEFAULT_LOADERS,
                        help=f"threads decoding and resizing images, ahead of the model (default {DEFAULT_LOADERS})")
 

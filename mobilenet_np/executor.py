@@ -12,9 +12,6 @@
   tensor only keeps a few rows (the ring size, measured on the schedule itself). Plans are cached by input
   size; arenas are kept for reuse, one per call running at the same time (calls from several Python threads
   run at once).
-
-With two threads or more, a batch's images are shared among them; a single image's early stages, where
-that pays, are shared by two (:class:`SplitPlan`).
 """
 import threading
 
@@ -24,13 +21,6 @@ from .inputs import check_values
 from .kernels import fused
 from .kernels.padding import same_padding
 
-SPLIT_JOBS = np.array([[0, 0, 0], [0, 1, 1]], np.int64)   # (image, tensor table, schedule): the two parts
-# One image is split between two threads only when its early stages hold at least this much work (multiply-
-# adds, as _pixel_cost counts them): starting the second thread takes some tens of microseconds (~100 k
-# cycles, ~3 M multiply-adds at the early stages' rate) and the split saves ~40 % of the early work (half, less
-# the rows both halves make), so below ~8 M it saves nothing. V1 0.25/224 (17 M) and V2 0.5/160 are split;
-# V1 0.25/128 (4 M) is not: split anyway, it ran 0.93-1.11x as fast as one thread.
-SPLIT_MIN_WORK = 8_000_000
 ALIGN = 16   # floats: every buffer starts on a 64-byte boundary (a cache line, one AVX-512 vector)
 WHOLE_MAP_PIXELS = 256   # maps up to this many pixels are computed in one step per layer, and maps up to
 # NARROW_MAP_PIXELS (20x20) too when no whole map the step then reads or writes (input, depthwise scratch,
@@ -155,32 +145,6 @@ class Plan:
         self.arena_size, self.features, self.ends, self.ends_size = arena_size, features, ends, ends_size
 
 
-class SplitPlan:
-    """One image on two threads. The stages up to ``cut`` (V1's and V2's early stages, whose maps are made a
-    row at a time) are run twice in parallel, each *part* making half of the rows of the cut's output (plus
-    the few rows of each earlier stage both halves read): part p with tensor table ``tables[p]`` and schedule
-    ``schedules[p, :lengths[p]]``, in region p of a two-region arena (``arena_size`` floats each). Both parts
-    write the cut's output, kept whole, into region 1 (part 0's table points there), where the ``tail``
-    schedule then runs the rest on one thread. Same rows, same arithmetic, so the same bytes as one thread."""
-
-    def __init__(self, stages, tables, schedules, lengths, tail, arena_size, features, cut, names):
-        self.stages, self.tables, self.schedules, self.lengths, self.tail = stages, tables, schedules, lengths, tail
-        self.arena_size, self.features, self.cut, self.names = arena_size, features, cut, names
-
-
-def _pixel_cost(stage):
-    """Multiply-adds per output pixel of a stage, roughly (for balancing the two parts of a split)."""
-    c_in = stage.inputs[0][0].c if stage.inputs else 3
-    c_out = stage.out.c
-    if stage.op == fused.ST_INPUT:
-        return 50           # ~2 cycles per pixel in the profile: what 40-50 of the stem's multiply-adds take
-    if stage.op == fused.ST_CONV:
-        return stage.kernel * stage.kernel * c_in * c_out
-    if stage.op == fused.ST_DWPW:
-        return 9 * c_in + c_in * c_out
-    return c_in * c_out
-
-
 class _Stage:
     def __init__(self, op, out, inputs=(), stride=1, pad_t=0, kernel=1, group=1, **cols):
         self.op, self.out, self.stride, self.pad_t, self.kernel = op, out, stride, pad_t, kernel
@@ -260,16 +224,15 @@ class FastExecutor:
         self._requant, self._add, self._pool_record = {}, {}, -1
 
     # ------------------------------------------------------------------------------------------ planning
-    def plan(self, height, width, record=False, split=False):
-        """The :class:`Plan` for images of this size (``split``: the :class:`SplitPlan` that runs one image on
-        two threads, or None when this network cannot be split so)."""
-        key = (height, width, record, split)
-        if key not in self._plans:
+    def plan(self, height, width, record=False):
+        key = (height, width, record)
+        plan = self._plans.get(key)
+        if plan is None:
             with self._lock:        # one plan per key, however many threads ask for it at once
-                if key not in self._plans:
-                    self._plans[key] = (self._make_split_plan(height, width) if split
-                                        else self._make_plan(height, width, record))
-        return self._plans[key]
+                plan = self._plans.get(key)
+                if plan is None:
+                    plan = self._plans[key] = self._make_plan(height, width, record)
+        return plan
 
     def _stages(self, height, width, record):
         """The network as stages and tensors (before scheduling)."""
@@ -372,24 +335,19 @@ class FastExecutor:
         return stages, cur.c, ends, ends_size
 
     @staticmethod
-    def _rows_read(stage, kind, i, src):
-        """The first and last row of ``src`` that row ``i`` of ``stage`` reads (``kind``: "conv" or "same")."""
-        if kind == "same":
-            return i, i
-        top = i * stage.stride - stage.pad_t
-        return max(top, 0), min(top + stage.kernel - 1, src.h - 1)
-
-    @classmethod
-    def _schedule(cls, stages, last=None, rows=None, made=None):
-        """Pull rows ``rows`` = (first, end) of stage ``last`` (default: every row of the last stage), the
-        rows before ``made[k]`` of each stage k being made already (default: none); returns the (stage, row)
-        order and, per tensor, how many of its rows must be kept (the largest distance between the newest row
-        made and a row still read)."""
+    def _schedule(stages):
+        """Pull every row of the last stage; returns the (stage, row) order and, per tensor, how many of its
+        rows must be kept (the largest distance between the newest row made and a row still read)."""
         index = {id(st): k for k, st in enumerate(stages)}
-        made = list(made) if made is not None else [0] * len(stages)
+        made = [0] * len(stages)
         keep = [1] * len(stages)
         order = []
-        rows_read = cls._rows_read
+
+        def rows_read(stage, kind, i, src):
+            if kind == "same":
+                return i, i
+            top = i * stage.stride - stage.pad_t
+            return max(top, 0), min(top + stage.kernel - 1, src.h - 1)
 
         def make(k):
             stage = stages[k]
@@ -405,77 +363,14 @@ class FastExecutor:
             order.append((k, i, rows))
             made[k] += rows
 
-        last = len(stages) - 1 if last is None else last
-        end = stages[last].out.h if rows is None else rows[1]
-        while made[last] < end:
+        last = len(stages) - 1
+        while made[last] < stages[last].out.h:
             make(last)
         return np.array(order, np.int64).reshape(-1, 3), keep
 
     def _make_plan(self, height, width, record):
         stages, features, ends, ends_size = self._stages(height, width, record)
         schedule, keep = self._schedule(stages)
-        tensors, rows, arena_size = self._layout(stages, keep, schedule)
-        return Plan(rows, tensors, schedule, arena_size, features, ends, ends_size, [st.names for st in stages])
-
-    def _make_split_plan(self, height, width):
-        """One image on two threads (see :class:`SplitPlan`), or None when the network has no early stages
-        worth splitting (less than SPLIT_MIN_WORK)."""
-        stages, features, _, _ = self._stages(height, width, False)
-        index = {id(st): k for k, st in enumerate(stages)}
-        first_whole = next(k for k, st in enumerate(stages) if st.group > 1 or st.op == fused.ST_POOL)
-        cut = first_whole - 1
-        # the stages after the cut may read the cut's output and later tensors only (the earlier ones exist
-        # twice, once per part, and only for as long as the parts run)
-        while cut > 0 and any(index[id(src.producer)] < cut for st in stages[cut + 1:] for src, _ in st.inputs):
-            cut -= 1
-        h = stages[cut].out.h
-        if cut < 2 or h < 4:
-            return None
-
-        def made_before(lo):
-            """Per stage, the rows a part that starts at row ``lo`` of the cut counts as made: those before the
-            first row it reads (all rows for the stages it does not run)."""
-            made = [st.out.h for st in stages]
-            made[cut] = lo
-            for k in range(cut, 0, -1):
-                for src, kind in stages[k].inputs:
-                    j = index[id(src.producer)]
-                    made[j] = min(made[j], self._rows_read(stages[k], kind, made[k], src)[0])
-            return made
-
-        def cost(order):    # multiply-adds, roughly: what the parts must share evenly
-            return sum(rows * stages[k].out.w * _pixel_cost(stages[k]) for k, _, rows in order)
-
-        best = None
-        for m in range(max(1, h // 4), 3 * h // 4 + 1):
-            parts = [self._schedule(stages, cut, (0, m), made_before(0)),
-                     self._schedule(stages, cut, (m, h), made_before(m))]
-            worst = max(cost(order) for order, _ in parts)
-            if best is None or worst < best[0]:
-                best = (worst, parts)
-        parts = best[1]
-        if sum(cost(order) for order, _ in parts) < SPLIT_MIN_WORK:
-            return None
-        tail, tail_keep = self._schedule(stages, made=[st.out.h if k <= cut else 0 for k, st in enumerate(stages)])
-        keep = [max(ks) for ks in zip(parts[0][1], parts[1][1], tail_keep)]
-        order = np.concatenate([parts[0][0], parts[1][0], tail])
-        tensors, rows, arena_size = self._layout(stages, keep, order, whole={cut}, live_early={cut})
-        part0 = tensors.copy()
-        part0[rows[cut, fused.TOUT], fused.T_BASE] += arena_size     # its rows go to the second region's map
-        longest = max(len(order) for order, _ in parts)
-        schedules = np.zeros((2, longest, 3), np.int64)
-        for p, (order, _) in enumerate(parts):
-            schedules[p, :len(order)] = order
-        return SplitPlan(rows, np.stack([part0, tensors]), schedules,
-                         np.array([len(order) for order, _ in parts], np.int64), tail, arena_size, features,
-                         cut, [st.names for st in stages])
-
-    @staticmethod
-    def _layout(stages, keep, order, whole=(), live_early=()):
-        """The tensor table, the stage table and the arena size (floats) for ``stages`` run in ``order`` (the
-        schedule steps in the order they touch memory), keeping ``keep[k]`` rows of stage k's output, all rows
-        for the stages in ``whole``; the outputs of the stages in ``live_early`` count as live from the first
-        step (another thread writes them meanwhile)."""
         # The arena: [zero row | input rows | tensors, sharing memory | depthwise scratch]. The zero row and
         # the input rows are private and zeroed by every call (their borders are never written); the other
         # tensors share memory when their lifetimes do not overlap, and their writers zero their borders.
@@ -488,7 +383,7 @@ class FastExecutor:
             if st.op == fused.ST_POOL:
                 continue
             rowlen = 6 * t.plane if t.plane else (t.w + 2 * t.border) * t.c
-            ring = t.h if st.group > 1 or k in whole else min(keep[k], t.h)   # (a group: one run)
+            ring = t.h if st.group > 1 else min(keep[k], t.h)   # a group's rows are written as one run
             tensor_ids[id(t)] = len(tensors)
             row = np.zeros(fused.T_NCOLS, np.int64)
             row[[fused.T_RING, fused.T_ROWLEN, fused.T_BORDER, fused.T_H, fused.T_W, fused.T_C,
@@ -502,10 +397,7 @@ class FastExecutor:
         private = _aligned(zero_len) + sizes[0]        # the zero row, then the input stage's rows
         tensors[0][fused.T_ROWLEN] = private
         tensors[1][fused.T_BASE] = _aligned(zero_len)
-        life = _lifetimes(stages, order, tensor_ids)
-        for k in live_early:
-            life[tensor_ids[id(stages[k].out)] - 1, 0] = 0
-        shared, shared_size = assign_offsets(sizes[1:], life[1:])
+        shared, shared_size = assign_offsets(sizes[1:], _lifetimes(stages, schedule, tensor_ids)[1:])
         for ti, offset in enumerate(shared, start=2):
             tensors[ti][fused.T_BASE] = private + offset
         scratch_at = private + shared_size
@@ -525,7 +417,8 @@ class FastExecutor:
             for col, value in st.cols.items():
                 row[getattr(fused, col)] = int(value)
             rows.append(row)
-        return np.stack(tensors), np.stack(rows), offset + ALIGN
+        return Plan(np.stack(rows), np.stack(tensors), schedule, offset + ALIGN, features, ends, ends_size,
+                    [st.names for st in stages])
 
     # ------------------------------------------------------------------------------------------ running
     def _take_buffers(self, plan, threads):
@@ -577,31 +470,18 @@ class FastExecutor:
         out = np.empty(max(n * head[3], 1), np.float32)
         threads = 1 if cycles is not None else max(1, min(self.threads, n))
         bad = np.zeros(n, np.int64)
-        split = None
-        if n == 1 and self.threads > 1 and not record and cycles is None:
-            split = self.plan(x.shape[1], x.shape[2], split=True)
-        bufs = self._take_buffers(split or plan, 2 if split else threads)
+        bufs = self._take_buffers(plan, threads)
         arena, acc = bufs
         try:
-            if split is not None:       # one image, its early stages shared by two threads
-                fused.forward_parallel(x, split.stages, split.tables, split.schedules, split.lengths, SPLIT_JOBS,
-                                       self.params, self.qparams, arena, acc, pooled, ends, False, self._no_head,
-                                       out, self._no_cycles, bad)
-                tail_bad = np.zeros(1, np.int64)
-                fused.forward(x, split.stages, split.tables[1], split.tail, self.params, self.qparams, arena[1],
-                              acc[1], pooled, ends, False, head, out, self._no_cycles, tail_bad)
-            elif threads == 1:
+            if threads == 1:
                 fused.forward(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams, arena[0],
                               acc[0], pooled, ends, record, head, out, self._no_cycles if cycles is None else cycles,
                               bad)
-            else:                       # whole images shared among the threads
-                jobs = np.zeros((n, 3), np.int64)
-                jobs[:, 0] = np.arange(n)
-                fused.forward_parallel(x, plan.stages, plan.tensors[None], plan.schedule[None],
-                                       np.array([len(plan.schedule)], np.int64), jobs, self.params, self.qparams,
+            else:
+                fused.forward_parallel(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams,
                                        arena, acc, pooled, ends, record, head, out, self._no_cycles, bad)
         finally:
-            self._give_back(split or plan, 2 if split else threads, bufs)
+            self._give_back(plan, threads, bufs)
         if bad.any():
             check_values(x)      # raises InputError naming the problem
         return pooled, out, ends

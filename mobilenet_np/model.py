@@ -39,9 +39,8 @@ class Model(HubInterface):
 
     All three give the same results up to float32 rounding. ``fold_batch_norm=False`` keeps batch norm as a
     separate step after each convolution (for study; slower; runs the per-layer kernels). ``threads`` > 1 lets
-    the fast executor share the images of a batch among that many threads (Numba's thread pool), and a single
-    image's early layers between two (:class:`~mobilenet_np.executor.SplitPlan`); 1 (default) stays on the
-    calling thread.
+    the fast executor share the images of a batch among that many threads (Numba's thread pool); 1 (default)
+    stays on the calling thread.
     """
 
     def __init__(self, architecture, variables, *, engine="numba", fold_batch_norm=True, weights=None, threads=1):

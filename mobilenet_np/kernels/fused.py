@@ -992,27 +992,17 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def forward_parallel(x, stages, tables, schedules, lengths, jobs, prm, qprm, arenas, accs, pooled, ends, record,
-                     head, logits, cycles, bad):
-    """:func:`forward` with ``jobs`` shared among ``arenas.shape[0]`` threads: job j = (image, tensor table,
-    schedule) runs ``schedules[s, :lengths[s]]`` with ``tables[t]`` on thread j % threads, in that thread's
-    arena. Whole images: one job per image, every one with the plan's table and schedule. One image on two
-    threads: two jobs, the parts of a :class:`~mobilenet_np.executor.SplitPlan`; a table may place a tensor
-    past its own thread's arena, in the next one's (each thread's arena is viewed to the end of ``arenas``).
-    ``bad[image]`` adds up its jobs' counts (``cycles`` must be empty)."""
+def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pooled, ends, record, head, logits,
+                     cycles, bad):
+    """:func:`forward` with the images shared among ``arenas.shape[0]`` threads, one arena each (``cycles``
+    must be empty)."""
     nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
     xf = x.reshape(x.size)
-    threads, size = arenas.shape[0], arenas.shape[1]
-    flat = arenas.reshape(arenas.size)
-    njobs = jobs.shape[0]
-    job_bad = np.zeros(njobs, np.int64)
+    threads = arenas.shape[0]
     for th in prange(threads):
-        for j in range(th, njobs, threads):
-            s = jobs[j, 2]
-            job_bad[j] = run_image(xf, nimg, h, w, jobs[j, 0], stages, tables[jobs[j, 1]], schedules[s, :lengths[s]],
-                                   prm, qprm, flat[th * size:], accs[th], pooled, ends, record, cycles)
-    for j in range(njobs):
-        bad[jobs[j, 0]] += job_bad[j]
+        for n in range(th, nimg, threads):
+            bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arenas[th], accs[th],
+                               pooled, ends, record, cycles)
     if head[3] > 0 and nimg > 0:
         dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits)
         if qprm is not None:
