@@ -179,6 +179,48 @@ def test_fixed_point_matches_exact_integer_rules(a, b, x, e):
     assert FP.mbqm(x >> 8, qm, shift) == int(FP.mbqm_numpy(x >> 8, qm, shift))
 
 
+@functools.lru_cache(maxsize=None)
+def _epilogues():
+    """Compiled callers of the fast executor's integer epilogues (which have no Python wrapper)."""
+    from numba import njit
+
+    from mobilenet_np.kernels import fused
+    return (njit(lambda a, npx, c, prm, rec: fused.requant_run(a, 0, npx, c, prm, rec, 0)),
+            njit(lambda buf, count, rec: fused.add_run(buf, 0, count, count, rec, 0)))
+
+
+@settings(max_examples=60)
+@given(seed=st.integers(0, 2 ** 31 - 1), channels=st.sampled_from([8, 16, 40]), pixels=st.integers(1, 9),
+       lo=st.integers(-128, 0), zy=st.integers(-128, 255))
+def test_vector_requantization_and_add_match_the_scalar_formulas(seed, channels, pixels, lo, zy):
+    """The fast executor's 8-lane reference requantization (``requant_run``, mode 0) and ADD (``add_run``) give,
+    value for value, the scalar ``mbqm``/``add_one`` results: accumulators over the whole exact range (|acc| <
+    2**24), multipliers of every size, shifts both ways; ADD inputs of uint8/int8 size, a count that is not a
+    multiple of 8 (the scalar tail)."""
+    requant, add = _epilogues()
+    rng = np.random.default_rng(seed)
+    hi = lo + 255
+    acc = rng.integers(-(1 << 24) + 1, 1 << 24, pixels * channels)
+    acc[:4] = [0, -1, 1 << 23, -(1 << 23)]
+    qm = rng.integers(0, 1 << 31, channels)
+    qm[0] = 1 << 30
+    shift = rng.integers(-31, 8, channels)
+    record = np.concatenate([[0, zy, lo, hi, 0, channels], qm, shift]).astype(np.int64)
+    a = acc.astype(np.float32)
+    requant(a, pixels, channels, np.zeros(16, np.float32), record)
+    want = [min(max(FP.mbqm(int(v), int(qm[i % channels]), int(shift[i % channels])) + zy, lo), hi) - zy
+            for i, v in enumerate(acc)]
+    assert a.astype(np.int64).tolist() == want
+    count = pixels * channels + 3
+    da, db = rng.integers(-255, 256, count), rng.integers(-255, 256, count)
+    qa, sa, qb, sb, qo, so = IO.add_params(*rng.uniform(0.005, 0.1, 3))
+    record = np.array([0, zy, lo, hi, qa, sa, qb, sb, qo, so], np.int64)
+    buf = np.concatenate([da, db]).astype(np.float32)
+    add(buf, count, record)
+    want = [min(max(IO.add_one(int(x), int(y), qa, sa, qb, sb, qo, so, 20) + zy, lo), hi) - zy for x, y in zip(da, db)]
+    assert buf[:count].astype(np.int64).tolist() == want
+
+
 # ------------------------------------------------------------------------------------ kernels vs twins
 def _requant_params(rng, channels, mode):
     scales = rng.uniform(2e-4, 3e-2, channels)

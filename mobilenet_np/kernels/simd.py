@@ -12,7 +12,9 @@ kernels (:mod:`mobilenet_np.kernels.fused`) say what they mean with portable LLV
   LLVM keeps entirely in registers, with one intrinsic per step of the reduction (:func:`tile_fma`: broadcast
   one input of each pixel, multiply-add it with a row of weights), or with a small weight matrix held in
   registers too (:func:`load_rows_like`, :func:`tile_dot_rows`);
-* pixel offsets for tiles (:func:`offsets`, :func:`run_offsets`, ...), and the CPU's cycle counter.
+* pixel offsets for tiles (:func:`offsets`, :func:`run_offsets`, ...), and the CPU's cycle counter;
+* 8-lane int64 vectors for the integer models' reference-rounding epilogues (:func:`requant_reference8`,
+  :func:`add_reference8`: TFLite's fixed-point formulas, exact, each branch a select).
 
 Numerics: every multiply-add is LLVM's ``fmuladd``: fused (one rounding) where the CPU has FMA (every x86-64
 since 2013, every ARMv8), otherwise a multiply and an add. Nothing here reorders a sum: each lane accumulates
@@ -598,3 +600,112 @@ def cycle_counter(typingctx):
                                             "llvm.readcyclecounter")
         return builder.call(fn, [])
     return types.int64(), codegen
+
+
+# ------------------------------------------------------------------------------------------ integer lanes
+def _i64_splat(value, lanes):
+    return ir.Constant(ir.VectorType(ir.IntType(64), lanes), [value] * lanes)
+
+
+def _select_max(builder, a, b):
+    return builder.select(builder.icmp_signed(">", a, b), a, b)
+
+
+def _select_min(builder, a, b):
+    return builder.select(builder.icmp_signed("<", a, b), a, b)
+
+
+def _mbqm_lanes(builder, x, qm, sh):
+    """MultiplyByQuantizedMultiplier lane by lane on int64 vectors: RDBPOT(SRDHM(x * 2**left, qm), right) with
+    ``left = max(sh, 0)``, ``right = max(-sh, 0)``; the formulas of
+    :func:`~mobilenet_np.kernels.integer_fixedpoint.mbqm`, each branch a select."""
+    n = x.type.count
+    zero = _i64_splat(0, n)
+    left = _select_max(builder, sh, zero)
+    right = _select_max(builder, builder.sub(zero, sh), zero)
+    av = builder.shl(x, left)
+    # SRDHM(av, qm): (av qm + nudge) / 2**31 toward zero; saturates for av = qm = -2**31
+    p = builder.mul(av, qm)
+    nudge = builder.select(builder.icmp_signed(">=", p, zero), _i64_splat(1 << 30, n),
+                           _i64_splat(1 - (1 << 30), n))
+    s = builder.add(p, nudge)
+    s = builder.add(s, builder.select(builder.icmp_signed("<", s, zero), _i64_splat((1 << 31) - 1, n), zero))
+    q = builder.ashr(s, _i64_splat(31, n))
+    int_min = _i64_splat(-(1 << 31), n)
+    saturate = builder.and_(builder.icmp_signed("==", av, int_min), builder.icmp_signed("==", qm, int_min))
+    q = builder.select(saturate, _i64_splat((1 << 31) - 1, n), q)
+    # RDBPOT(q, right): to nearest, ties away from zero
+    mask = builder.sub(builder.shl(_i64_splat(1, n), right), _i64_splat(1, n))
+    remainder = builder.and_(q, mask)
+    negative = builder.zext(builder.icmp_signed("<", q, zero), x.type)
+    threshold = builder.add(builder.ashr(mask, _i64_splat(1, n)), negative)
+    return builder.add(builder.ashr(q, right), builder.zext(builder.icmp_signed(">", remainder, threshold), x.type))
+
+
+def _int_lanes_in(context, builder, sig, args, k, n):
+    """Argument ``k`` (float32 buffer, then index at ``k + 1``): its ``n`` values from there, as int64 lanes, and
+    the pointer to them."""
+    ptr = _element_pointer(context, builder, sig.args[k], args[k], sig.args[k + 1], args[k + 1])
+    return builder.fptosi(_vector_load(builder, ptr, n), ir.VectorType(ir.IntType(64), n)), ptr
+
+
+def _store_centered(context, builder, sig, args, ptr, r, zy, lo, hi):
+    """``min(max(r + zy, lo), hi) - zy`` as float32 lanes at ``ptr`` (``zy``, ``lo``, ``hi``: argument numbers)."""
+    n = r.type.count
+
+    def splat(k):
+        return _splat(builder, context.cast(builder, args[k], sig.args[k], types.int64), n)
+
+    zyv = splat(zy)
+    v = _select_min(builder, _select_max(builder, builder.add(r, zyv), splat(lo)), splat(hi))
+    y = builder.sitofp(builder.sub(v, zyv), ir.VectorType(ir.FloatType(), n))
+    builder.store(y, builder.bitcast(ptr, y.type.as_pointer()), align=4)
+
+
+@intrinsic
+def requant_reference8(typingctx, a, i, qprm, qm_at, sh_at, zy, lo, hi):
+    """TFLite's reference requantization of 8 channels in place: ``a[i + l]`` (an exact integer accumulator
+    held in float32) becomes ``min(max(MBQM(acc, qm, shift) + zy, lo), hi) - zy`` with channel l's multiplier
+    ``qprm[qm_at + l]`` and shift ``qprm[sh_at + l]`` (:func:`_mbqm_lanes`). LLVM's own vectorization of the
+    scalar loop used 4-lane vectors and ran 1.5x slower."""
+    if not (_is_buffer(a) and isinstance(qprm, types.Array) and qprm.dtype == types.int64 and qprm.ndim == 1
+            and all(isinstance(t, types.Integer) for t in (i, qm_at, sh_at, zy, lo, hi))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = ir.VectorType(ir.IntType(64), 8)
+        x, ptr = _int_lanes_in(context, builder, sig, args, 0, 8)
+
+        def load_i64(k):
+            p = _element_pointer(context, builder, sig.args[2], args[2], sig.args[k], args[k])
+            return builder.load(builder.bitcast(p, vty.as_pointer()), align=8, typ=vty)
+
+        _store_centered(context, builder, sig, args, ptr, _mbqm_lanes(builder, x, load_i64(3), load_i64(4)), 5, 6, 7)
+        return context.get_dummy_value()
+    return types.none(a, i, qprm, qm_at, sh_at, zy, lo, hi), codegen
+
+
+@intrinsic
+def add_reference8(typingctx, a, i, b, j, qa, sa, qb, sb, qo, so, zy, lo, hi):
+    """TFLite's reference ADD of 8 pairs in place: ``a[i + l]`` and ``b[j + l]`` (zero-point-free integers held
+    in float32) become ``a[i + l] = min(max(MBQM(MBQM(da 2**20, qa, sa) + MBQM(db 2**20, qb, sb), qo, so) + zy,
+    lo), hi) - zy``, as :func:`~mobilenet_np.kernels.integer_ops.add_one` does for one pair."""
+    if not (_is_buffer(a) and _is_buffer(b)
+            and all(isinstance(t, types.Integer) for t in (i, j, qa, sa, qb, sb, qo, so, zy, lo, hi))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        n = 8
+        da, ptr = _int_lanes_in(context, builder, sig, args, 0, n)
+        db, _ = _int_lanes_in(context, builder, sig, args, 2, n)
+
+        def splat(k):
+            return _splat(builder, context.cast(builder, args[k], sig.args[k], types.int64), n)
+
+        twenty = _i64_splat(20, n)
+        va = _mbqm_lanes(builder, builder.shl(da, twenty), splat(4), splat(5))
+        vb = _mbqm_lanes(builder, builder.shl(db, twenty), splat(6), splat(7))
+        r = _mbqm_lanes(builder, builder.add(va, vb), splat(8), splat(9))
+        _store_centered(context, builder, sig, args, ptr, r, 10, 11, 12)
+        return context.get_dummy_value()
+    return types.none(a, i, b, j, qa, sa, qb, sb, qo, so, zy, lo, hi), codegen
