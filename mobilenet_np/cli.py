@@ -176,16 +176,12 @@ def cmd_classify(args):
 def _run_settings(args, model, size):
     """What decides the vectors, so that a resumed run can check that it continues the same one: the weights
     (path and, for a file, its SHA-256), how they run, and how images become inputs."""
-    import hashlib
+    from .weights import sha256_of
 
     source, digest = args.model or args.weights, None
     if os.path.isfile(source):
         source = os.path.abspath(source)
-        h = hashlib.sha256()
-        with open(source, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        digest = h.hexdigest()
+        digest = sha256_of(source)
     return {"source": source, "sha256": digest, "model": type(model).__name__, "mode": args.mode,
             "rounding": args.rounding, "size": list(size), "central_crop": args.central_crop}
 
