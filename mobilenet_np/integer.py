@@ -317,7 +317,7 @@ class IntegerModel:
             return lambda v: add_x(v[a.index], v[b.index], za, zb, ma, mb, shift, zy, lo, hi)
         params = IO.add_params(sa, sb, sy)
         add = self._k["int_add"]
-        return lambda v: add(v[a.index], v[b.index], za, zb, params, 20, zy, lo, hi)
+        return lambda v: add(v[a.index], v[b.index], za, zb, params, IO.ADD_LEFT_SHIFT, zy, lo, hi)
 
     def _prep_mean(self, op, ins, out):
         x, axes_t = ins[:2]

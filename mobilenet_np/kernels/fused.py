@@ -57,14 +57,14 @@ import numpy as np
 from numba import njit, prange
 
 from .integer_fixedpoint import requantize_one, xnnpack_centered
-from .integer_ops import add_one, add_xnnpack_one, mean_from_sum, rounded_mean
+from .integer_ops import ADD_LEFT_SHIFT, add_one, add_xnnpack_one, mean_from_sum, rounded_mean
 from .simd import (add_reference8, add_widened8, clamp6, count_in_range, cycle_counter, deinterleave_rgb32, dup8,
                    fma, load_like, load_row16, load_row8, load_rows_like, offsets, offsets2d_like, offsets_like,
                    prefetch, repeat_vector, requant_reference8, rows_clamp6, rows_fma_pairs, run_offsets, store,
                    store_affine, store_pairs, tile_add, tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "1517035f99b2ed12"
+COMPILED_IN = "c6d9157bb69a2340"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -740,11 +740,12 @@ def requant_run(a, start, npx, c, prm, qprm, q):
 def add_run(a, start, res, count, qprm, q):
     """``a[start + i] = ADD(a[start + i], a[res + i]) - z_y`` for ``count`` values (both inputs ``q - z``)."""
     mode, zy, lo, hi = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3]
+    left = np.int64(ADD_LEFT_SHIFT)
     first = 0
     if mode == 0:       # the reference formula 8 values per vector, then one at a time
         while first + 8 <= count:
-            add_reference8(a, start + first, a, res + first, qprm[q + 4], qprm[q + 5], qprm[q + 6], qprm[q + 7],
-                           qprm[q + 8], qprm[q + 9], zy, lo, hi)
+            add_reference8(a, start + first, a, res + first, left, qprm[q + 4], qprm[q + 5], qprm[q + 6],
+                           qprm[q + 7], qprm[q + 8], qprm[q + 9], zy, lo, hi)
             first += 8
     for i in range(first, count):
         da, db = np.int64(a[np.uint64(start + i)]), np.int64(a[np.uint64(res + i)])
@@ -752,7 +753,7 @@ def add_run(a, start, res, count, qprm, q):
             v = add_xnnpack_one(da, db, qprm[q + 4], qprm[q + 5], qprm[q + 6]) + zy
         else:
             v = add_one(da, db, qprm[q + 4], qprm[q + 5], qprm[q + 6], qprm[q + 7], qprm[q + 8], qprm[q + 9],
-                        np.int64(20)) + zy
+                        left) + zy
         a[np.uint64(start + i)] = np.float32(min(max(v, lo), hi) - zy)
 
 

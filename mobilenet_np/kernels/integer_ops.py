@@ -105,7 +105,10 @@ def rounded_mean_numpy(sums, count):
 
 
 # ------------------------------------------------------------------------------------ ADD
-def add_params(scale_a, scale_b, scale_out, left_shift=20):
+ADD_LEFT_SHIFT = 20     # TFLite's uint8/int8 ADD scales both inputs by 2**20 before rescaling them
+
+
+def add_params(scale_a, scale_b, scale_out, left_shift=ADD_LEFT_SHIFT):
     """``(qm_a, shift_a, qm_b, shift_b, qm_out, shift_out)`` of TFLite's uint8/int8 ADD (see module doc)."""
     twice_max = float(np.float32(2.0) * max(np.float32(scale_a), np.float32(scale_b)))
     qa, sa = quantize_multiplier(float(np.float32(scale_a)) / twice_max)

@@ -686,12 +686,12 @@ def requant_reference8(typingctx, a, i, qprm, qm_at, sh_at, zy, lo, hi):
 
 
 @intrinsic
-def add_reference8(typingctx, a, i, b, j, qa, sa, qb, sb, qo, so, zy, lo, hi):
+def add_reference8(typingctx, a, i, b, j, left, qa, sa, qb, sb, qo, so, zy, lo, hi):
     """TFLite's reference ADD of 8 pairs in place: ``a[i + l]`` and ``b[j + l]`` (zero-point-free integers held
-    in float32) become ``a[i + l] = min(max(MBQM(MBQM(da 2**20, qa, sa) + MBQM(db 2**20, qb, sb), qo, so) + zy,
-    lo), hi) - zy``, as :func:`~mobilenet_np.kernels.integer_ops.add_one` does for one pair."""
+    in float32) become ``a[i + l] = min(max(MBQM(MBQM(da 2**left, qa, sa) + MBQM(db 2**left, qb, sb), qo, so)
+    + zy, lo), hi) - zy``, as :func:`~mobilenet_np.kernels.integer_ops.add_one` does for one pair."""
     if not (_is_buffer(a) and _is_buffer(b)
-            and all(isinstance(t, types.Integer) for t in (i, j, qa, sa, qb, sb, qo, so, zy, lo, hi))):
+            and all(isinstance(t, types.Integer) for t in (i, j, left, qa, sa, qb, sb, qo, so, zy, lo, hi))):
         return None
 
     def codegen(context, builder, sig, args):
@@ -702,10 +702,10 @@ def add_reference8(typingctx, a, i, b, j, qa, sa, qb, sb, qo, so, zy, lo, hi):
         def splat(k):
             return _splat(builder, context.cast(builder, args[k], sig.args[k], types.int64), n)
 
-        twenty = _i64_splat(20, n)
-        va = _mbqm_lanes(builder, builder.shl(da, twenty), splat(4), splat(5))
-        vb = _mbqm_lanes(builder, builder.shl(db, twenty), splat(6), splat(7))
-        r = _mbqm_lanes(builder, builder.add(va, vb), splat(8), splat(9))
-        _store_centered(context, builder, sig, args, ptr, r, 10, 11, 12)
+        left = splat(4)
+        va = _mbqm_lanes(builder, builder.shl(da, left), splat(5), splat(6))
+        vb = _mbqm_lanes(builder, builder.shl(db, left), splat(7), splat(8))
+        r = _mbqm_lanes(builder, builder.add(va, vb), splat(9), splat(10))
+        _store_centered(context, builder, sig, args, ptr, r, 11, 12, 13)
         return context.get_dummy_value()
-    return types.none(a, i, b, j, qa, sa, qb, sb, qo, so, zy, lo, hi), codegen
+    return types.none(a, i, b, j, left, qa, sa, qb, sb, qo, so, zy, lo, hi), codegen
