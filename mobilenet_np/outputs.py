@@ -140,12 +140,16 @@ class FeatureWriter:
                                   f"folder to start again")
         self._cwd_before = before.get("cwd", self.run["cwd"])
 
+    def _name_lines(self):
+        """The partial run's names, one bytes string per complete line (a last line without its newline is
+        incomplete); decoded as ``names.txt`` was encoded (:data:`NAME_ERRORS`)."""
+        with open(self._file("names.txt"), "rb") as f:
+            return f.read().split(b"\n")[:-1]
+
     def _recover(self):
         """Keep the rows that have both a vector and a name (a run stopped mid-batch may have written one and
         not the other, or half a row), and cut both files to them."""
-        with open(self._file("names.txt"), "rb") as f:
-            data = f.read()
-        lines = data.split(b"\n")[:-1]                      # a last line without its newline is incomplete
+        lines = self._name_lines()
         rows = os.path.getsize(self._file("vectors.f32")) // (4 * self.dim)
         n = min(rows, len(lines))
         self._vectors.truncate(n * 4 * self.dim)
@@ -156,12 +160,8 @@ class FeatureWriter:
     def written(self):
         """The images whose vectors the partial run already holds, as absolute paths (a resumed run may start
         in another folder than the one it continues)."""
-        return {os.path.normpath(os.path.join(self._cwd_before, n)) for n in self._read_names()}
-
-    def _read_names(self):
-        self._names.flush()
-        with open(self._file("names.txt"), encoding="utf-8", errors=NAME_ERRORS, newline="\n") as f:
-            return [line[:-1] for line in f]
+        return {os.path.normpath(os.path.join(self._cwd_before, line.decode("utf-8", NAME_ERRORS)))
+                for line in self._name_lines()}
 
     def __len__(self):
         return self._count
@@ -182,24 +182,23 @@ class FeatureWriter:
         self._count += len(names)
 
     def finish(self):
-        """Write the final file(s) from the partial run and remove it; returns the files written."""
-        self._vectors.flush()
-        self._names.flush()
-        n = self._count
+        """Write the final file(s) from the partial run and remove it; returns the files written. (:meth:`add`
+        has flushed both files.)"""
         if self.kind == "npy":
             listing = self.path[:-4] + ".files.txt"
             _atomic(listing, lambda tmp: shutil.copyfile(self._file("names.txt"), tmp))
-            _atomic(self.path, lambda tmp: self._write_npy(tmp, n))
+            _atomic(self.path, self._write_npy)
             written = [self.path, listing]
         else:
-            _atomic(self.path, lambda tmp: self._write_h5(tmp, n))
+            _atomic(self.path, self._write_h5)
             written = [self.path]
         self.close()
         shutil.rmtree(self.partial)
         return written
 
-    def _row_pieces(self, n):
+    def _row_pieces(self):
         """(first row, rows as float32 [rows, dim]) pieces of the partial run's vectors, in order."""
+        n = self._count
         step = max(1, COPY_ROWS_BYTES // (4 * self.dim))
         with open(self._file("vectors.f32"), "rb") as f:
             for start in range(0, n, step):
@@ -207,22 +206,21 @@ class FeatureWriter:
                 data = f.read(rows * 4 * self.dim)
                 yield start, np.frombuffer(data, dtype="<f4").reshape(rows, self.dim)
 
-    def _write_npy(self, tmp, n):
+    def _write_npy(self, tmp):
         with open(tmp, "wb") as f:
             np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
-                                                     "shape": (n, self.dim)})
-            for _, rows in self._row_pieces(n):
+                                                     "shape": (self._count, self.dim)})
+            for _, rows in self._row_pieces():
                 f.write(rows)           # (the buffer itself, not a copy)
 
-    def _write_h5(self, tmp, n):
+    def _write_h5(self, tmp):
         import h5py
 
         with h5py.File(tmp, "w") as f:
-            ds = f.create_dataset("features", shape=(n, self.dim), dtype=np.float32)
-            for start, rows in self._row_pieces(n):
+            ds = f.create_dataset("features", shape=(self._count, self.dim), dtype=np.float32)
+            for start, rows in self._row_pieces():
                 ds[start:start + rows.shape[0]] = rows
-            names = [n.encode("utf-8", NAME_ERRORS) for n in self._read_names()]
-            f.create_dataset("files", data=np.array(names, dtype=h5py.string_dtype()))
+            f.create_dataset("files", data=np.array(self._name_lines(), dtype=h5py.string_dtype()))
 
     def close(self):
         """Close the partial run's files (and release its lock); what was added stays for a resume."""
