@@ -189,22 +189,28 @@ def _epilogues():
             njit(lambda buf, count, rec: fused.add_run(buf, 0, count, count, rec, 0)))
 
 
-@settings(max_examples=60)
+@settings(max_examples=80)
 @given(seed=st.integers(0, 2 ** 31 - 1), channels=st.sampled_from([8, 16, 40]), pixels=st.integers(1, 9),
-       lo=st.integers(-128, 0), zy=st.integers(-128, 255))
-def test_vector_requantization_and_add_match_the_scalar_formulas(seed, channels, pixels, lo, zy):
-    """The fast executor's 8-lane reference requantization (``requant_run``, mode 0) and ADD (``add_run``) give,
+       lo=st.integers(-128, 0), zy=st.integers(-128, 255), wide=st.booleans())
+def test_vector_requantization_and_add_match_the_scalar_formulas(seed, channels, pixels, lo, zy, wide):
+    """The fast executor's vector reference requantization (``requant_run``, mode 0) and ADD (``add_run``) give,
     value for value, the scalar ``mbqm``/``add_one`` results: accumulators over the whole exact range (|acc| <
     2**24), multipliers of every size, shifts both ways; ADD inputs of uint8/int8 size, a count that is not a
-    multiple of 8 (the scalar tail)."""
+    multiple of 16 or 8 (the tails). ``wide``: one shift too large for the int32 lanes (a left shift of 8-11, an
+    ADD output shift of 4), so the int64 lanes run instead."""
     requant, add = _epilogues()
     rng = np.random.default_rng(seed)
     hi = lo + 255
     acc = rng.integers(-(1 << 24) + 1, 1 << 24, pixels * channels)
-    acc[:4] = [0, -1, 1 << 23, -(1 << 23)]
     qm = rng.integers(0, 1 << 31, channels)
-    qm[0] = 1 << 30
     shift = rng.integers(-31, 8, channels)
+    # channels 0-6 of pixel 0: zero, ties of SRDHM (x qm = -2**30, 2**30) and of RDBPOT (+-3 / 2), the
+    # largest right shift, the extremes of the exact range
+    acc[:7] = [0, -1, 1, 6, -6, (1 << 24) - 1, -(1 << 24) + 1]
+    qm[:5] = 1 << 30
+    shift[:7] = [0, 0, 0, -1, -1, -31, rng.integers(-31, 8)]
+    if wide:
+        shift[-1] = rng.integers(8, 12)
     record = np.concatenate([[0, zy, lo, hi, 0, channels], qm, shift]).astype(np.int64)
     a = acc.astype(np.float32)
     requant(a, pixels, channels, np.zeros(16, np.float32), record)
@@ -214,6 +220,9 @@ def test_vector_requantization_and_add_match_the_scalar_formulas(seed, channels,
     count = pixels * channels + 3
     da, db = rng.integers(-255, 256, count), rng.integers(-255, 256, count)
     qa, sa, qb, sb, qo, so = IO.add_params(*rng.uniform(0.005, 0.1, 3))
+    da[:2], db[:2] = [255, -255], [255, -255]     # the largest sums
+    if wide:
+        so = 4      # the largest sums times 2**4 are past 2**31
     record = np.array([0, zy, lo, hi, qa, sa, qb, sb, qo, so], np.int64)
     buf = np.concatenate([da, db]).astype(np.float32)
     add(buf, count, record)

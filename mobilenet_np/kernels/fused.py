@@ -58,13 +58,14 @@ from numba import njit, prange
 
 from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import ADD_LEFT_SHIFT, add_one, add_xnnpack_one, mean_from_sum, rounded_mean
-from .simd import (add_reference8, add_widened8, clamp6, count_in_range, cycle_counter, deinterleave_rgb32, dup8,
-                   fma, load_like, load_row16, load_row8, load_rows_like, offsets, offsets2d_like, offsets_like,
-                   prefetch, repeat_vector, requant_reference8, rows_clamp6, rows_fma_pairs, run_offsets, store,
+from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, clamp6, count_in_range,
+                   cycle_counter, deinterleave_rgb32, dup8, fma, load_like, load_row16, load_row8, load_rows_like,
+                   narrow_multipliers8, narrow_multipliers16, offsets, offsets2d_like, offsets_like, prefetch,
+                   repeat_vector, requant_narrow, requant_reference8, rows_clamp6, rows_fma_pairs, run_offsets, store,
                    store_affine, store_pairs, tile_add, tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "c6d9157bb69a2340"
+COMPILED_IN = "bd2d901da8799dd5"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -709,6 +710,33 @@ def _record(a, src, npx, cpad, ends, e_off, creal):
 # shift[C]]``; residual ADD ``[mode, z_y, act_min, act_max, a_mult, b_mult, shift]`` (XNNPACK, mode 1) or
 # ``[mode, z_y, act_min, act_max, qa, sa, qb, sb, qo, so]`` (reference, mode 0).
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
+def _narrow_fits(qprm, qm, sh, c):
+    """Do the ``c`` channels' multipliers ``qprm[qm:]`` and shifts ``qprm[sh:]`` suit :func:`requant_narrow`
+    (multipliers in [0, 2**31), shifts in [-31, NARROW_LEFT_MAX])? TFLite's are (multipliers in [2**30, 2**31)
+    or 0), unless a layer's scales put its left shift past 7."""
+    for ch in range(c):
+        m, s = qprm[np.uint64(qm + ch)], qprm[np.uint64(sh + ch)]
+        if m < 0 or m >= 2147483648 or s < -31 or s > NARROW_LEFT_MAX:
+            return False
+    return True
+
+
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
+def _narrow_add_fits(qprm, q, left):
+    """Does the reference ADD record at ``qprm[q]`` suit :func:`add_narrow16`? Its inputs are 8-bit differences
+    (|d| <= 255), so ``d 2**left`` < 2**28 for left <= 20; with input shifts <= 0 each rescaled input stays below
+    2**28 and their sum below 2**29, which the output's left shift (<= 1) keeps below 2**31. TFLite's ADD
+    (left 20, input multipliers at most 1/2, an output multiplier far below 1) always fits."""
+    if left > 20:
+        return False
+    for k in range(3):
+        m, s = qprm[np.uint64(q + 4 + 2 * k)], qprm[np.uint64(q + 5 + 2 * k)]
+        if m < 0 or m >= 2147483648 or s < -31 or s > (1 if k == 2 else 0):
+            return False
+    return True
+
+
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def requant_run(a, start, npx, c, prm, qprm, q):
     """``a[start + p*c + ch]``: exact accumulator -> ``q_y - z_y`` for ``npx`` pixels of ``c`` channels."""
     mode, zy, lo, hi, fs = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3], qprm[q + 4]
@@ -721,8 +749,19 @@ def requant_run(a, start, npx, c, prm, qprm, q):
                 i = np.uint64(base + ch)
                 a[i] = xnnpack_centered(a[i], prm[np.uint64(fs + ch)], flo, fhi)
         return
-    if mode == 0 and c % 8 == 0:      # TFLite's reference fixed point, 8 channels per vector
-        for p in range(npx):
+    if mode == 0 and c % 8 == 0:      # TFLite's reference fixed point
+        if _narrow_fits(qprm, qm, sh, c):     # on int32 lanes: 16 channels per vector, then 8
+            c16 = c - c % 16
+            for cb in range(0, c16, 16):
+                m = narrow_multipliers16(qprm, qm + cb, sh + cb)
+                for p in range(npx):
+                    requant_narrow(a, start + p * c + cb, m, lo - zy, hi - zy)
+            if c16 < c:
+                m8 = narrow_multipliers8(qprm, qm + c16, sh + c16)
+                for p in range(npx):
+                    requant_narrow(a, start + p * c + c16, m8, lo - zy, hi - zy)
+            return
+        for p in range(npx):      # 8 channels per vector on int64 lanes
             base = start + p * c
             for cb in range(0, c, 8):
                 requant_reference8(a, base + cb, qprm, qm + cb, sh + cb, zy, lo, hi)
@@ -742,7 +781,12 @@ def add_run(a, start, res, count, qprm, q):
     mode, zy, lo, hi = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3]
     left = np.int64(ADD_LEFT_SHIFT)
     first = 0
-    if mode == 0:       # the reference formula 8 values per vector, then one at a time
+    if mode == 0 and _narrow_add_fits(qprm, q, left):    # the reference formula on int32 lanes, 16 at a time
+        while first + 16 <= count:
+            add_narrow16(a, start + first, a, res + first, left, qprm[q + 4], qprm[q + 5], qprm[q + 6],
+                         qprm[q + 7], qprm[q + 8], qprm[q + 9], lo - zy, hi - zy)
+            first += 16
+    if mode == 0:       # on int64 lanes, 8 at a time, then one at a time
         while first + 8 <= count:
             add_reference8(a, start + first, a, res + first, left, qprm[q + 4], qprm[q + 5], qprm[q + 6],
                            qprm[q + 7], qprm[q + 8], qprm[q + 9], zy, lo, hi)

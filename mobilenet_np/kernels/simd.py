@@ -13,8 +13,9 @@ kernels (:mod:`mobilenet_np.kernels.fused`) say what they mean with portable LLV
   one input of each pixel, multiply-add it with a row of weights), or with a small weight matrix held in
   registers too (:func:`load_rows_like`, :func:`tile_dot_rows`);
 * pixel offsets for tiles (:func:`offsets`, :func:`run_offsets`, ...), and the CPU's cycle counter;
-* 8-lane int64 vectors for the integer models' reference-rounding epilogues (:func:`requant_reference8`,
-  :func:`add_reference8`: TFLite's fixed-point formulas, exact, each branch a select).
+* the integer models' reference-rounding epilogues, TFLite's fixed-point formulas, exact, each branch a
+  select: on 16 (or 8) int32 lanes where every intermediate fits in 32 bits (:func:`requant_narrow`,
+  :func:`add_narrow16`), else on 8 int64 lanes (:func:`requant_reference8`, :func:`add_reference8`).
 
 Numerics: every multiply-add is LLVM's ``fmuladd``: fused (one rounding) where the CPU has FMA (every x86-64
 since 2013, every ARMv8), otherwise a multiply and an add. Nothing here reorders a sum: each lane accumulates
@@ -615,14 +616,19 @@ def _select_min(builder, a, b):
     return builder.select(builder.icmp_signed("<", a, b), a, b)
 
 
+def _split_shift(builder, sh):
+    """``(max(sh, 0), max(-sh, 0))``: a shift as MBQM's left and right shifts."""
+    zero = ir.Constant(sh.type, None)
+    return _select_max(builder, sh, zero), _select_max(builder, builder.sub(zero, sh), zero)
+
+
 def _mbqm_lanes(builder, x, qm, sh):
     """MultiplyByQuantizedMultiplier lane by lane on int64 vectors: RDBPOT(SRDHM(x * 2**left, qm), right) with
     ``left = max(sh, 0)``, ``right = max(-sh, 0)``; the formulas of
     :func:`~mobilenet_np.kernels.integer_fixedpoint.mbqm`, each branch a select."""
     n = x.type.count
     zero = _i64_splat(0, n)
-    left = _select_max(builder, sh, zero)
-    right = _select_max(builder, builder.sub(zero, sh), zero)
+    left, right = _split_shift(builder, sh)
     av = builder.shl(x, left)
     # SRDHM(av, qm): (av qm + nudge) / 2**31 toward zero; saturates for av = qm = -2**31
     p = builder.mul(av, qm)
@@ -683,6 +689,147 @@ def requant_reference8(typingctx, a, i, qprm, qm_at, sh_at, zy, lo, hi):
         _store_centered(context, builder, sig, args, ptr, _mbqm_lanes(builder, x, load_i64(3), load_i64(4)), 5, 6, 7)
         return context.get_dummy_value()
     return types.none(a, i, qprm, qm_at, sh_at, zy, lo, hi), codegen
+
+
+class I32Vector(types.Type):
+    """A SIMD vector of ``lanes`` int32 values (an LLVM ``<lanes x i32>``): the narrow multipliers below."""
+
+    def __init__(self, lanes):
+        self.lanes = lanes
+        super().__init__(name=f"i32x{lanes}")
+
+
+@register_model(I32Vector)
+class _I32VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(_I32, fe_type.lanes))
+
+
+# The narrow (int32-lane) epilogues. Their inputs are exact integers below 2**24 in magnitude (the loader's
+# exactness bound), or 8-bit differences (|q - z| <= 255) shifted left by 20 for the ADD; TFLite's multipliers
+# are in [2**30, 2**31) (or 0). So x 2**left fits in int32 for left <= NARROW_LEFT_MAX, every product is one
+# signed 32 x 32 -> 64-bit multiply (x86 ``pmuldq``, one instruction per 8 products, where the int64 lanes of
+# :func:`_mbqm_lanes` need ``pmullq``, three), and every result fits in int32 again, so the rest runs twice as
+# many lanes per instruction. The callers check the multipliers and shifts (``fused._narrow_fits``).
+NARROW_LEFT_MAX = 7   # |acc| < 2**24, times 2**7, is below 2**31
+
+
+def _mbqm_narrow(builder, x, qm, left, right):
+    """MBQM on int32 lanes (``x``, ``qm``, ``left``, ``right``: ``<n x i32>``, n even), the same integers as
+    :func:`_mbqm_lanes` when ``|x 2**left| < 2**31`` and ``0 <= qm < 2**31``. With ``p = x 2**left qm``, SRDHM's
+    nudge and truncation toward zero is ``floor((p + 2**30) / 2**31)`` for either sign of p (for p < 0,
+    ``ceil((p + 1 - 2**30) / 2**31)`` is that floor), one add and one arithmetic shift; the products are taken
+    on the even lanes and on the odd lanes as int64, each lane's int32 sign-extended (which LLVM turns into
+    ``pmuldq``), and their low halves interleaved back. RDBPOT: to nearest, ties away from zero."""
+    n = x.type.count
+    v32, v64 = ir.VectorType(_I32, n), ir.VectorType(ir.IntType(64), n // 2)
+    c32 = ir.Constant(v64, [32] * (n // 2))
+    x64, q64 = builder.bitcast(builder.shl(x, left), v64), builder.bitcast(qm, v64)
+
+    def srdhm(xs, qs):
+        p = builder.mul(xs, qs)
+        return builder.ashr(builder.add(p, ir.Constant(v64, [1 << 30] * (n // 2))), ir.Constant(v64, [31] * (n // 2)))
+
+    even = srdhm(builder.ashr(builder.shl(x64, c32), c32), builder.ashr(builder.shl(q64, c32), c32))
+    odd = srdhm(builder.ashr(x64, c32), builder.ashr(q64, c32))
+    q = builder.shuffle_vector(builder.bitcast(even, v32), builder.bitcast(odd, v32),
+                               ir.Constant(ir.VectorType(_I32, n), [k + (n - 1) * (k % 2) for k in range(n)]))
+    one = ir.Constant(v32, [1] * n)
+    mask = builder.sub(builder.shl(one, right), one)
+    negative = builder.zext(builder.icmp_signed("<", q, ir.Constant(v32, [0] * n)), v32)
+    threshold = builder.add(builder.ashr(mask, one), negative)
+    up = builder.zext(builder.icmp_signed(">", builder.and_(q, mask), threshold), v32)
+    return builder.add(builder.ashr(q, right), up)
+
+
+def _narrow_in(context, builder, sig, args, k, n):
+    """Argument ``k`` (float32 buffer, then index at ``k + 1``): its ``n`` values from there as int32 lanes, and
+    the pointer to them."""
+    ptr = _element_pointer(context, builder, sig.args[k], args[k], sig.args[k + 1], args[k + 1])
+    return builder.fptosi(_vector_load(builder, ptr, n), ir.VectorType(_I32, n)), ptr
+
+
+def _store_clamped(context, builder, sig, args, ptr, r, lo, hi):
+    """``min(max(r, lo), hi)`` (int32 lanes; ``lo``, ``hi``: argument numbers) as float32 lanes at ``ptr``."""
+    def splat(k):
+        return _splat(builder, context.cast(builder, args[k], sig.args[k], types.int32), r.type.count)
+
+    v = _select_min(builder, _select_max(builder, r, splat(lo)), splat(hi))
+    y = builder.sitofp(v, ir.VectorType(ir.FloatType(), r.type.count))
+    builder.store(y, builder.bitcast(ptr, y.type.as_pointer()), align=4)
+
+
+def _make_narrow_multipliers(lanes):
+    out = types.UniTuple(I32Vector(lanes), 3)
+
+    def narrow_multipliers(typingctx, qprm, qm_at, sh_at):
+        if not (isinstance(qprm, types.Array) and qprm.dtype == types.int64 and qprm.ndim == 1
+                and isinstance(qm_at, types.Integer) and isinstance(sh_at, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            v64, v32 = ir.VectorType(ir.IntType(64), lanes), ir.VectorType(_I32, lanes)
+
+            def load(k):
+                p = _element_pointer(context, builder, sig.args[0], args[0], sig.args[k], args[k])
+                return builder.trunc(builder.load(builder.bitcast(p, v64.as_pointer()), align=8, typ=v64), v32)
+
+            return context.make_tuple(builder, out, [load(1), *_split_shift(builder, load(2))])
+        return out(qprm, qm_at, sh_at), codegen
+    narrow_multipliers.__name__ = f"narrow_multipliers{lanes}"
+    narrow_multipliers.__doc__ = (f"{lanes} channels' (multiplier, left shift, right shift) as int32 lanes for "
+                                  ":func:`requant_narrow`, from ``qprm[qm_at:]`` and ``qprm[sh_at:]`` (int64).")
+    return intrinsic(narrow_multipliers)
+
+
+narrow_multipliers8, narrow_multipliers16 = _make_narrow_multipliers(8), _make_narrow_multipliers(16)
+
+
+@intrinsic
+def requant_narrow(typingctx, a, i, m, lo, hi):
+    """TFLite's reference requantization in place, on int32 lanes: ``a[i + l]`` (an exact integer accumulator,
+    |acc| < 2**24, held in float32) becomes ``min(max(MBQM(acc, qm, shift), lo), hi)``, with ``m`` the lanes'
+    multipliers and shifts from :func:`narrow_multipliers16` (or ``8``) and ``lo``, ``hi`` the activation range
+    minus the output zero point (which keeps every value in int32). The same integers as
+    :func:`requant_reference8` (:func:`_mbqm_narrow`)."""
+    if not (_is_buffer(a) and isinstance(i, types.Integer) and isinstance(m, types.UniTuple) and m.count == 3
+            and isinstance(m.dtype, I32Vector) and isinstance(lo, types.Integer) and isinstance(hi, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        x, ptr = _narrow_in(context, builder, sig, args, 0, m.dtype.lanes)
+        qm, left, right = (builder.extract_value(args[2], k) for k in range(3))
+        _store_clamped(context, builder, sig, args, ptr, _mbqm_narrow(builder, x, qm, left, right), 3, 4)
+        return context.get_dummy_value()
+    return types.none(a, i, m, lo, hi), codegen
+
+
+@intrinsic
+def add_narrow16(typingctx, a, i, b, j, left, qa, sa, qb, sb, qo, so, lo, hi):
+    """TFLite's reference ADD of 16 pairs in place on int32 lanes: ``a[i + l]`` and ``b[j + l]`` (8-bit values
+    minus their zero points, |d| <= 255, held in float32) become ``min(max(MBQM(MBQM(da 2**left, qa, sa) +
+    MBQM(db 2**left, qb, sb), qo, so), lo), hi)`` (``lo``, ``hi``: the range minus the output zero point), the
+    integers of :func:`add_reference8` where every intermediate fits in int32 (``fused._narrow_add_fits``)."""
+    if not (_is_buffer(a) and _is_buffer(b)
+            and all(isinstance(t, types.Integer) for t in (i, j, left, qa, sa, qb, sb, qo, so, lo, hi))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        n = 16
+        da, ptr = _narrow_in(context, builder, sig, args, 0, n)
+        db, _ = _narrow_in(context, builder, sig, args, 2, n)
+
+        def splat(k):
+            return _splat(builder, context.cast(builder, args[k], sig.args[k], types.int32), n)
+
+        def mbqm(x, q, s):
+            return _mbqm_narrow(builder, x, splat(q), *_split_shift(builder, splat(s)))
+
+        left = splat(4)
+        r = mbqm(builder.add(mbqm(builder.shl(da, left), 5, 6), mbqm(builder.shl(db, left), 7, 8)), 9, 10)
+        _store_clamped(context, builder, sig, args, ptr, r, 11, 12)
+        return context.get_dummy_value()
+    return types.none(a, i, b, j, left, qa, sa, qb, sb, qo, so, lo, hi), codegen
 
 
 @intrinsic
