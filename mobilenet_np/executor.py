@@ -70,6 +70,14 @@ def pack_gemm(w):
                            for ob, width in gemm_blocks(w.shape[1], w.shape[0])])
 
 
+def as_int16_pairs(w):
+    """Integer-valued float32 weights as int16, two per float32 element (for :func:`fused.dense`'s ``w16``)."""
+    q = np.asarray(w, np.float32).ravel()
+    if q.size % 2 or not np.array_equal(q, np.clip(np.rint(q), -32768, 32767)):
+        raise ValueError("int16 weights must be an even number of integers in [-32768, 32767]")
+    return q.astype(np.int16).view(np.float32)
+
+
 class _Params:
     """Grows the flat parameter buffer; ``add`` returns the offset of what it appended."""
 
@@ -168,6 +176,8 @@ class _Tensor:
 class FastExecutor:
     """Runs a model's folded steps with :func:`mobilenet_np.kernels.fused.forward`."""
 
+    integer_weights = False   # True: every weight is an integer (integer models; the logits then also go as int16)
+
     def __init__(self, architecture, steps, threads=1):
         self.architecture = architecture
         self.threads = int(threads)
@@ -197,14 +207,17 @@ class FastExecutor:
                     raise ValueError("the fast executor's depthwise is 3x3 with channel multiplier 1")
                 off = params.add(_pad_to(w.reshape(9, layer.in_channels), (9, cin)))
             else:   # pointwise, logits: [Cin, Cout]
-                off = params.add(pack_gemm(_pad_to(w, (cin, cout))))
+                packed = pack_gemm(_pad_to(w, (cin, cout)))
+                off = params.add(packed)
+                if layer.op == "logits" and self.integer_weights:
+                    extra = dict(w16=2 * params.add(as_int16_pairs(packed)))
             self._layers.append((layer, dict(w=off, b=b, cin=cin, cout=cout, **extra)))
         self._quantize(params)
         self.params = params.buffer()
         layer, p = self._layers[-1]
-        self._head = np.array([p["w"], p["b"], p["cin"], p["cout"], self._requant.get(layer.name, -1)], np.int64) \
-            if layer.op == "logits" else None
-        self._no_head = np.array([0, 0, 0, 0, -1], np.int64)
+        self._head = np.array([p["w"], p["b"], p["cin"], p["cout"], self._requant.get(layer.name, -1),
+                               p.get("w16", -1)], np.int64) if layer.op == "logits" else None
+        self._no_head = np.array([0, 0, 0, 0, -1, -1], np.int64)
         self._no_cycles = np.zeros(0, np.int64)
         self._plans = {}
         self._arenas = {}
@@ -496,7 +509,7 @@ class FastExecutor:
         f[:, :features.shape[1]] = features
         out = np.empty(max(n, 1) * cout, np.float32)
         if n:
-            fused.dense(f.ravel(), n, cin, self.params, w, b, cout, out)
+            fused.dense(f.ravel(), n, cin, self.params, w, b, cout, out, self._head[5])
         return out[:n * cout].reshape(n, cout)[:, :self.architecture.num_classes]
 
 
@@ -580,15 +593,18 @@ def fused_depthwise(x, w, bias, stride, relu6):
     return out[:n * oh * ow * cp].reshape(n, oh, ow, cp)[..., :c].copy()
 
 
-def fused_dense(f, w, bias):
-    """:func:`~mobilenet_np.kernels.logits` by :func:`fused.dense` (matrix-vector products for N < 4)."""
+def fused_dense(f, w, bias, int16=False):
+    """:func:`~mobilenet_np.kernels.logits` by :func:`fused.dense` (matrix-vector products for N < 4; with
+    ``int16``, integer weights read as int16)."""
     n, cin = f.shape
     cout = w.shape[1]
     cp, op = padded(cin), padded(cout)
     fp = np.zeros((n, cp), np.float32)
     fp[:, :cin] = f
-    prm, (w_off, b_off) = _params(pack_gemm(_pad_to(w, (cp, op))), _pad_to(bias, (op,)))
+    packed = pack_gemm(_pad_to(w, (cp, op)))
+    prm, (w_off, b_off, w16) = _params(packed, _pad_to(bias, (op,)),
+                                       as_int16_pairs(packed) if int16 else np.zeros(0, np.float32))
     out = np.zeros(max(n, 1) * op, np.float32)
-    fused.dense(fp.ravel(), n, cp, prm, w_off, b_off, op, out)
+    fused.dense(fp.ravel(), n, cp, prm, w_off, b_off, op, out, 2 * w16 if int16 else -1)
     return out[:n * op].reshape(n, op)[:, :cout].copy()
 

@@ -222,6 +222,8 @@ def _read_logits(model, chain, k, op, reach):
 class IntegerExecutor(FastExecutor):
     """The fast executor for a chain read by :func:`read_chain`."""
 
+    integer_weights = True      # q_w - z_w: the logits' weights also go as int16, half the bytes to stream
+
     def __init__(self, chain, threads=1):
         self.chain = chain
         layers = [Layer(d["name"], d["op"], d["kernel"], d["stride"], d["in_channels"], d["out_channels"],

@@ -2,7 +2,7 @@
 against the layer-by-layer path (random weights, odd sizes, batches, threads, endpoints)."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mobilenet_np import kernels as K
 from mobilenet_np import executor as E
@@ -77,6 +77,22 @@ def test_dense_matches_twin(n, cin, cout, seed):
     rng = np.random.default_rng(seed)
     f, w, b = _random(rng, n, cin), _random(rng, cin, cout, scale=0.3), _random(rng, cout)
     assert_close(E.fused_dense(f, w, b), K.logits_numpy(f, w, b), "kernel_vs_twin", "fused dense")
+
+
+@given(st.integers(1, 5), st.sampled_from([8, 64, 256, 1280]), st.integers(1, 1100), st.integers(0, 2**31 - 1))
+@settings(max_examples=25)
+def test_dense_reads_integer_weights_as_int16_to_the_same_bytes(n, cin, cout, seed):
+    """Integer weights (the integer models' logits, q_w - z_w) can stream in as int16: the same products and sums
+    as from float32, so the same bytes, down to the int16 range's ends. Batches of 4 or more take the GEMM, on
+    the float32 weights, either way."""
+    rng = np.random.default_rng(seed)
+    f = rng.integers(-255, 256, (n, cin)).astype(np.float32)
+    w = rng.integers(-255, 256, (cin, cout)).astype(np.float32)
+    w[0, 0], w[-1, -1] = 32767, -32768
+    b = rng.integers(-(1 << 20), 1 << 20, cout).astype(np.float32)
+    assert np.array_equal(E.fused_dense(f, w, b, int16=True), E.fused_dense(f, w, b))
+    with pytest.raises(ValueError, match="int16"):
+        E.as_int16_pairs(np.array([0.5, 1.0], np.float32))
 
 
 @pytest.mark.parametrize("cin", [fused.WIDE_PANEL_MAX_K, fused.WIDE_PANEL_MAX_K + 1, 300])
@@ -256,11 +272,12 @@ def check_arena_bounds(ex, images, record):
     ends = np.full(max(n * plan.ends_size, 1) + guard, 7.0, np.float32)
     params, qparams = ex.params.copy(), None if ex.qparams is None else ex.qparams.copy()
     fused.forward(images, plan.stages, plan.tensors, plan.schedule, ex.params, ex.qparams, inner, acc, pooled, ends,
-                  record, np.array([0, 0, 0, 0, -1], np.int64), pooled, np.zeros(0, np.int64), np.zeros(n, np.int64))
+                  record, ex._no_head, pooled, np.zeros(0, np.int64), np.zeros(n, np.int64))
     assert np.all(arena[:guard] == 7.0) and np.all(arena[-guard:] == 7.0)
     assert np.all(pooled[n * plan.features:] == 7.0)
     assert np.all(ends[max(n * plan.ends_size, 1):] == 7.0)
-    assert np.array_equal(ex.params, params) and (qparams is None or np.array_equal(ex.qparams, qparams))
+    # (bit for bit: the integer models' int16 weights, read as float32, may look like NaN)
+    assert ex.params.tobytes() == params.tobytes() and (qparams is None or np.array_equal(ex.qparams, qparams))
     if record:
         assert not np.any(ends[:n * plan.ends_size] == 7.0)   # every endpoint value written
     fresh, _, _ = ex._call(images, plan, ex._no_head, record, None)

@@ -320,6 +320,30 @@ def load_like(typingctx, row, buf, i):
 
 
 @intrinsic
+def load_int16_like(typingctx, row, buf, i):
+    """A tuple of vectors shaped like ``row``, converted (exactly) from the int16 values stored in ``buf``'s bytes
+    from the ``i``-th int16 on (``buf`` viewed as int16: a float32 buffer holds two per element). Integer weights
+    (the integer models' logits) stream in at half the bytes of float32 ones."""
+    if not (isinstance(row, types.UniTuple) and isinstance(row.dtype, F32Vector) and _is_buffer(buf)
+            and isinstance(i, types.Integer)):
+        return None
+    lanes = row.dtype.lanes
+
+    def codegen(context, builder, sig, args):
+        base = builder.bitcast(context.make_array(sig.args[1])(context, builder, args[1]).data,
+                               ir.IntType(16).as_pointer())
+        ptr = builder.gep(base, [context.cast(builder, args[2], sig.args[2], types.intp)])
+        vty = ir.VectorType(ir.IntType(16), lanes)
+        out = ir.Constant(context.get_value_type(row), ir.Undefined)
+        for v in range(row.count):
+            at = builder.bitcast(builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)]), vty.as_pointer())
+            out = builder.insert_value(out, builder.sitofp(builder.load(at, align=2, typ=vty),
+                                                           ir.VectorType(ir.FloatType(), lanes)), v)
+        return out
+    return row(row, buf, i), codegen
+
+
+@intrinsic
 def offsets_like(typingctx, template, base, p, last, stride):
     """:func:`offsets` with as many pixels as ``template`` has."""
     if not (_is_offsets(template) and all(isinstance(t, types.Integer) for t in (base, p, last, stride))):
