@@ -66,7 +66,7 @@ from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, 
                    tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "9b8e7054a6c0654c"
+COMPILED_IN = "ac81279ce68ed3fb"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -775,7 +775,7 @@ def requant_run(a, start, npx, c, prm, qprm, q):
         for p in range(npx):      # 8 channels per vector on int64 lanes
             base = start + p * c
             for cb in range(0, c, 8):
-                requant_reference8(a, base + cb, qprm, qm + cb, sh + cb, zy, lo, hi)
+                requant_reference8(a, base + cb, qprm, qm + cb, sh + cb, lo - zy, hi - zy)
         return
     for p in range(npx):
         base = start + p * c
@@ -800,7 +800,7 @@ def add_run(a, start, res, count, qprm, q):
     if mode == 0:       # on int64 lanes, 8 at a time, then one at a time
         while first + 8 <= count:
             add_reference8(a, start + first, a, res + first, left, qprm[q + 4], qprm[q + 5], qprm[q + 6],
-                           qprm[q + 7], qprm[q + 8], qprm[q + 9], zy, lo, hi)
+                           qprm[q + 7], qprm[q + 8], qprm[q + 9], lo - zy, hi - zy)
             first += 8
     for i in range(first, count):
         da, db = np.int64(a[np.uint64(start + i)]), np.int64(a[np.uint64(res + i)])

@@ -672,47 +672,48 @@ def _mbqm_lanes(builder, x, qm, sh):
     return builder.add(builder.ashr(q, right), builder.zext(builder.icmp_signed(">", remainder, threshold), x.type))
 
 
-def _int_lanes_in(context, builder, sig, args, k, n):
-    """Argument ``k`` (float32 buffer, then index at ``k + 1``): its ``n`` values from there, as int64 lanes, and
-    the pointer to them."""
+def _lanes_in(context, builder, sig, args, k, n, bits):
+    """Argument ``k`` (float32 buffer, then index at ``k + 1``): its ``n`` values from there, as ``bits``-bit
+    integer lanes, and the pointer to them."""
     ptr = _element_pointer(context, builder, sig.args[k], args[k], sig.args[k + 1], args[k + 1])
-    return builder.fptosi(_vector_load(builder, ptr, n), ir.VectorType(ir.IntType(64), n)), ptr
+    return builder.fptosi(_vector_load(builder, ptr, n), ir.VectorType(ir.IntType(bits), n)), ptr
 
 
-def _store_centered(context, builder, sig, args, ptr, r, zy, lo, hi):
-    """``min(max(r + zy, lo), hi) - zy`` as float32 lanes at ``ptr`` (``zy``, ``lo``, ``hi``: argument numbers)."""
-    n = r.type.count
-
+def _store_clamped(context, builder, sig, args, ptr, r, lo, hi):
+    """``min(max(r, lo), hi)`` (integer lanes; ``lo``, ``hi``: argument numbers) as float32 lanes at ``ptr``. The
+    epilogues clamp to the activation range minus the output zero point, ``min(max(r + z, lo), hi) - z`` without
+    the sum that could leave int32."""
     def splat(k):
-        return _splat(builder, context.cast(builder, args[k], sig.args[k], types.int64), n)
+        ity = types.int32 if r.type.element.width == 32 else types.int64
+        return _splat(builder, context.cast(builder, args[k], sig.args[k], ity), r.type.count)
 
-    zyv = splat(zy)
-    v = _select_min(builder, _select_max(builder, builder.add(r, zyv), splat(lo)), splat(hi))
-    y = builder.sitofp(builder.sub(v, zyv), ir.VectorType(ir.FloatType(), n))
+    v = _select_min(builder, _select_max(builder, r, splat(lo)), splat(hi))
+    y = builder.sitofp(v, ir.VectorType(ir.FloatType(), r.type.count))
     builder.store(y, builder.bitcast(ptr, y.type.as_pointer()), align=4)
 
 
 @intrinsic
-def requant_reference8(typingctx, a, i, qprm, qm_at, sh_at, zy, lo, hi):
+def requant_reference8(typingctx, a, i, qprm, qm_at, sh_at, lo, hi):
     """TFLite's reference requantization of 8 channels in place: ``a[i + l]`` (an exact integer accumulator
-    held in float32) becomes ``min(max(MBQM(acc, qm, shift) + zy, lo), hi) - zy`` with channel l's multiplier
-    ``qprm[qm_at + l]`` and shift ``qprm[sh_at + l]`` (:func:`_mbqm_lanes`). LLVM's own vectorization of the
-    scalar loop used 4-lane vectors and ran 1.5x slower."""
+    held in float32) becomes ``min(max(MBQM(acc, qm, shift), lo), hi)`` with channel l's multiplier
+    ``qprm[qm_at + l]`` and shift ``qprm[sh_at + l]`` (:func:`_mbqm_lanes`; ``lo``, ``hi``: the activation range
+    minus the output zero point). LLVM's own vectorization of the scalar loop used 4-lane vectors and ran 1.5x
+    slower."""
     if not (_is_buffer(a) and isinstance(qprm, types.Array) and qprm.dtype == types.int64 and qprm.ndim == 1
-            and all(isinstance(t, types.Integer) for t in (i, qm_at, sh_at, zy, lo, hi))):
+            and all(isinstance(t, types.Integer) for t in (i, qm_at, sh_at, lo, hi))):
         return None
 
     def codegen(context, builder, sig, args):
         vty = ir.VectorType(ir.IntType(64), 8)
-        x, ptr = _int_lanes_in(context, builder, sig, args, 0, 8)
+        x, ptr = _lanes_in(context, builder, sig, args, 0, 8, 64)
 
         def load_i64(k):
             p = _element_pointer(context, builder, sig.args[2], args[2], sig.args[k], args[k])
             return builder.load(builder.bitcast(p, vty.as_pointer()), align=8, typ=vty)
 
-        _store_centered(context, builder, sig, args, ptr, _mbqm_lanes(builder, x, load_i64(3), load_i64(4)), 5, 6, 7)
+        _store_clamped(context, builder, sig, args, ptr, _mbqm_lanes(builder, x, load_i64(3), load_i64(4)), 5, 6)
         return context.get_dummy_value()
-    return types.none(a, i, qprm, qm_at, sh_at, zy, lo, hi), codegen
+    return types.none(a, i, qprm, qm_at, sh_at, lo, hi), codegen
 
 
 class I32Vector(types.Type):
@@ -766,23 +767,6 @@ def _mbqm_narrow(builder, x, qm, left, right):
     return builder.add(builder.ashr(q, right), up)
 
 
-def _narrow_in(context, builder, sig, args, k, n):
-    """Argument ``k`` (float32 buffer, then index at ``k + 1``): its ``n`` values from there as int32 lanes, and
-    the pointer to them."""
-    ptr = _element_pointer(context, builder, sig.args[k], args[k], sig.args[k + 1], args[k + 1])
-    return builder.fptosi(_vector_load(builder, ptr, n), ir.VectorType(_I32, n)), ptr
-
-
-def _store_clamped(context, builder, sig, args, ptr, r, lo, hi):
-    """``min(max(r, lo), hi)`` (int32 lanes; ``lo``, ``hi``: argument numbers) as float32 lanes at ``ptr``."""
-    def splat(k):
-        return _splat(builder, context.cast(builder, args[k], sig.args[k], types.int32), r.type.count)
-
-    v = _select_min(builder, _select_max(builder, r, splat(lo)), splat(hi))
-    y = builder.sitofp(v, ir.VectorType(ir.FloatType(), r.type.count))
-    builder.store(y, builder.bitcast(ptr, y.type.as_pointer()), align=4)
-
-
 def _make_narrow_multipliers(lanes):
     out = types.UniTuple(I32Vector(lanes), 3)
 
@@ -821,62 +805,47 @@ def requant_narrow(typingctx, a, i, m, lo, hi):
         return None
 
     def codegen(context, builder, sig, args):
-        x, ptr = _narrow_in(context, builder, sig, args, 0, m.dtype.lanes)
+        x, ptr = _lanes_in(context, builder, sig, args, 0, m.dtype.lanes, 32)
         qm, left, right = (builder.extract_value(args[2], k) for k in range(3))
         _store_clamped(context, builder, sig, args, ptr, _mbqm_narrow(builder, x, qm, left, right), 3, 4)
         return context.get_dummy_value()
     return types.none(a, i, m, lo, hi), codegen
 
 
-@intrinsic
-def add_narrow16(typingctx, a, i, b, j, left, qa, sa, qb, sb, qo, so, lo, hi):
-    """TFLite's reference ADD of 16 pairs in place on int32 lanes: ``a[i + l]`` and ``b[j + l]`` (8-bit values
-    minus their zero points, |d| <= 255, held in float32) become ``min(max(MBQM(MBQM(da 2**left, qa, sa) +
-    MBQM(db 2**left, qb, sb), qo, so), lo), hi)`` (``lo``, ``hi``: the range minus the output zero point), the
-    integers of :func:`add_reference8` where every intermediate fits in int32 (``fused._narrow_add_fits``)."""
-    if not (_is_buffer(a) and _is_buffer(b)
-            and all(isinstance(t, types.Integer) for t in (i, j, left, qa, sa, qb, sb, qo, so, lo, hi))):
-        return None
+def _make_add(lanes, narrow):
+    bits = 32 if narrow else 64
 
-    def codegen(context, builder, sig, args):
-        n = 16
-        da, ptr = _narrow_in(context, builder, sig, args, 0, n)
-        db, _ = _narrow_in(context, builder, sig, args, 2, n)
+    def add(typingctx, a, i, b, j, left, qa, sa, qb, sb, qo, so, lo, hi):
+        if not (_is_buffer(a) and _is_buffer(b)
+                and all(isinstance(t, types.Integer) for t in (i, j, left, qa, sa, qb, sb, qo, so, lo, hi))):
+            return None
 
-        def splat(k):
-            return _splat(builder, context.cast(builder, args[k], sig.args[k], types.int32), n)
+        def codegen(context, builder, sig, args):
+            da, ptr = _lanes_in(context, builder, sig, args, 0, lanes, bits)
+            db, _ = _lanes_in(context, builder, sig, args, 2, lanes, bits)
 
-        def mbqm(x, q, s):
-            return _mbqm_narrow(builder, x, splat(q), *_split_shift(builder, splat(s)))
+            def splat(k):
+                return _splat(builder, context.cast(builder, args[k], sig.args[k], getattr(types, f"int{bits}")),
+                              lanes)
 
-        left = splat(4)
-        r = mbqm(builder.add(mbqm(builder.shl(da, left), 5, 6), mbqm(builder.shl(db, left), 7, 8)), 9, 10)
-        _store_clamped(context, builder, sig, args, ptr, r, 11, 12)
-        return context.get_dummy_value()
-    return types.none(a, i, b, j, left, qa, sa, qb, sb, qo, so, lo, hi), codegen
+            def mbqm(x, q, s):
+                if narrow:
+                    return _mbqm_narrow(builder, x, splat(q), *_split_shift(builder, splat(s)))
+                return _mbqm_lanes(builder, x, splat(q), splat(s))
+
+            left = splat(4)
+            r = mbqm(builder.add(mbqm(builder.shl(da, left), 5, 6), mbqm(builder.shl(db, left), 7, 8)), 9, 10)
+            _store_clamped(context, builder, sig, args, ptr, r, 11, 12)
+            return context.get_dummy_value()
+        return types.none(a, i, b, j, left, qa, sa, qb, sb, qo, so, lo, hi), codegen
+    add.__name__ = f"add_{'narrow' if narrow else 'reference'}{lanes}"
+    add.__doc__ = (f"TFLite's reference ADD of {lanes} pairs in place, on int{bits} lanes: ``a[i + l]`` and "
+                   "``b[j + l]`` (8-bit values minus their zero points, held in float32) become ``min(max(MBQM("
+                   "MBQM(da 2**left, qa, sa) + MBQM(db 2**left, qb, sb), qo, so), lo), hi)`` (``lo``, ``hi``: the "
+                   "range minus the output zero point), as :func:`~mobilenet_np.kernels.integer_ops.add_one` does "
+                   "for one pair" + (", where every intermediate fits in int32 (``fused._narrow_add_fits``)."
+                                     if narrow else "."))
+    return intrinsic(add)
 
 
-@intrinsic
-def add_reference8(typingctx, a, i, b, j, left, qa, sa, qb, sb, qo, so, zy, lo, hi):
-    """TFLite's reference ADD of 8 pairs in place: ``a[i + l]`` and ``b[j + l]`` (zero-point-free integers held
-    in float32) become ``a[i + l] = min(max(MBQM(MBQM(da 2**left, qa, sa) + MBQM(db 2**left, qb, sb), qo, so)
-    + zy, lo), hi) - zy``, as :func:`~mobilenet_np.kernels.integer_ops.add_one` does for one pair."""
-    if not (_is_buffer(a) and _is_buffer(b)
-            and all(isinstance(t, types.Integer) for t in (i, j, left, qa, sa, qb, sb, qo, so, zy, lo, hi))):
-        return None
-
-    def codegen(context, builder, sig, args):
-        n = 8
-        da, ptr = _int_lanes_in(context, builder, sig, args, 0, n)
-        db, _ = _int_lanes_in(context, builder, sig, args, 2, n)
-
-        def splat(k):
-            return _splat(builder, context.cast(builder, args[k], sig.args[k], types.int64), n)
-
-        left = splat(4)
-        va = _mbqm_lanes(builder, builder.shl(da, left), splat(5), splat(6))
-        vb = _mbqm_lanes(builder, builder.shl(db, left), splat(7), splat(8))
-        r = _mbqm_lanes(builder, builder.add(va, vb), splat(9), splat(10))
-        _store_centered(context, builder, sig, args, ptr, r, 11, 12, 13)
-        return context.get_dummy_value()
-    return types.none(a, i, b, j, left, qa, sa, qb, sb, qo, so, zy, lo, hi), codegen
+add_reference8, add_narrow16 = _make_add(8, False), _make_add(16, True)
