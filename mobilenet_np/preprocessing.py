@@ -32,17 +32,20 @@ def load_image(path, size, central_fraction=None):
     height, width = _size2(size)
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)     # (no copy when there is nothing to turn)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit grayscale (pillow opens 16-bit PNGs as "I;16" or "I"): 0..65535 -> 0..255, rounded
                 arr = np.asarray(im, dtype=np.float64)
                 im = Image.fromarray(np.clip(np.floor(arr / 257.0 + 0.5), 0, 255).astype(np.uint8))
-            im = im.convert("RGB")
+            if im.mode != "RGB":
+                im = im.convert("RGB")
             if central_fraction is not None:
                 im = im.crop(central_crop_box(im.width, im.height, central_fraction))
             if im.size != (width, height):
                 im = im.resize((width, height), Image.BILINEAR)
-            return np.asarray(im, dtype=np.float32) / np.float32(255.0)
+            pixels = np.asarray(im, dtype=np.float32)      # a new array: divided in place
+            pixels /= np.float32(255.0)
+            return pixels
     except FileNotFoundError as e:
         raise InputError(f"image not found: {path}") from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
