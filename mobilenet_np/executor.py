@@ -475,8 +475,9 @@ class FastExecutor:
         return features, z, endpoints
 
     def _call(self, x, plan, head, record, cycles):
-        """One compiled call for the batch ``x`` (float32, C-contiguous): ``(pooled, logits, endpoints)`` as flat
-        float32 buffers. Refuses images with values outside the input stage's range."""
+        """One compiled call for the batch ``x`` (C-contiguous float32, or a uint8 model's own integers):
+        ``(pooled, logits, endpoints)`` as flat float32 buffers. Refuses images with values outside the input
+        stage's range."""
         n = x.shape[0]
         pooled = np.empty(n * plan.features, np.float32)
         ends = np.empty(max(n * plan.ends_size, 1), np.float32)

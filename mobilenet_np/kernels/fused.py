@@ -59,14 +59,14 @@ from numba import njit, prange
 from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import ADD_LEFT_SHIFT, add_one, add_xnnpack_one, mean_from_sum, rounded_mean
 from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, clamp6, count_in_range,
-                   cycle_counter, deinterleave_rgb32, dup8, fma, load_int16_like, load_like, load_row16, load_row8,
-                   load_rows_like, narrow_multipliers8, narrow_multipliers16, offsets, offsets2d_like, offsets_like,
-                   prefetch, repeat_vector, requant_narrow, requant_reference8, rows_clamp6, rows_fma_pairs,
-                   run_offsets, store, store_affine, store_pairs, tile_add, tile_clamp6, tile_dot_rows, tile_fma,
-                   tile_init, tile_store)
+                   cycle_counter, deinterleave_rgb32, dup8, fma, load_int16_like, load_like, load_pixels16,
+                   load_row16, load_row8, load_rows_like, narrow_multipliers8, narrow_multipliers16, offsets,
+                   offsets2d_like, offsets_like, prefetch, repeat_vector, requant_narrow, requant_reference8,
+                   rows_clamp6, rows_fma_pairs, run_offsets, store, store_affine, store_pairs, tile_add, tile_clamp6,
+                   tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "ac81279ce68ed3fb"
+COMPILED_IN = "10444131183c16b4"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -838,8 +838,9 @@ def _requant_rows(t, to, a, i, rows, prm, qprm, q):
 # ------------------------------------------------------------------------------------------ one row of a stage
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _input_row(st, k, t, xf, h, w, n, r, a, prm):
-    """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``), mapped by ``(scale, offset, lo, hi)`` at
-    ``prm[W1]``: ``v -> scale v + offset`` (float models: [0, 1] -> [-1, 1]; integer ones: ``q -> q - z``).
+    """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``: float32, or a uint8 model's own integers),
+    mapped by ``(scale, offset, lo, hi)`` at ``prm[W1]``: ``v -> scale v + offset`` (float models: [0, 1] ->
+    [-1, 1]; integer ones: ``q -> q - z``).
     Returns how many of its values are not in [lo, hi] (NaN and infinities included), so the caller can refuse
     the image."""
     src = (n * h + r) * w * 3
@@ -861,20 +862,19 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
         for x in range(x0, w):
             dst = row + (x + 1) % 2 * plane + (x + 1) // 2
             for c in range(3):
-                v = xf[np.uint64(src + x * 3 + c)]
+                v = np.float32(xf[np.uint64(src + x * 3 + c)])
                 inside += (v >= lo) & (v <= hi)
                 a[np.uint64(dst + 2 * c * plane)] = v * scale + offset
         return w * 3 - inside
     dst = _row(t, to, r)
-    vec = load_row16(prm, m, 1)     # shape template: one f32x16
     q = 0
     while q + 16 <= w * 3:
-        v16 = load_like(vec, xf, src + q)[0]
+        v16 = load_pixels16(xf, src + q)
         inside += count_in_range(v16, lo, hi)
         store_affine(a, dst + q, v16, scale, offset)
         q += 16
     for q in range(q, w * 3):
-        v = xf[np.uint64(src + q)]
+        v = np.float32(xf[np.uint64(src + q)])
         inside += (v >= lo) & (v <= hi)
         a[np.uint64(dst + q)] = v * scale + offset
     return w * 3 - inside
@@ -1038,13 +1038,13 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
 
 @njit(cache=True, _nrt=False, nogil=True)
 def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record, head, logits, cycles, bad):
-    """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1]) one after another in one arena;
-    pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into ``ends``. When
-    ``head`` = (weights, biases, C, classes, requantization record or -1, int16 weights or -1: see :func:`dense`) of
-    the logits layer has classes > 0,
-    the logits [N, classes] go to the flat ``logits``. ``cycles``: see :func:`run_image` (the logits are
-    counted as one more stage, the last entry). ``bad[n]``: how many values of image n are outside [0, 1].
-    Releases the GIL (``nogil``): other Python threads, such as the command line's image readers, run meanwhile."""
+    """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1], or a uint8 model's own integers) one after
+    another in one arena; pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into
+    ``ends``. When ``head`` = (weights, biases, C, classes, requantization record or -1, int16 weights or -1:
+    see :func:`dense`) of the logits layer has classes > 0, the logits [N, classes] go to the flat ``logits``.
+    ``cycles``: see :func:`run_image` (the logits are counted as one more stage, the last entry). ``bad[n]``: how
+    many values of image n are outside [0, 1]. Releases the GIL (``nogil``): other Python threads, such as the
+    command line's image readers, run meanwhile."""
     nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
     xf = x.reshape(x.size)
     for n in range(nimg):

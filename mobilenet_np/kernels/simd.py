@@ -56,6 +56,20 @@ def _is_buffer(t):
     return isinstance(t, types.Array) and t.dtype == types.float32 and t.ndim == 1 and t.layout == "C"
 
 
+def _is_pixels(t):
+    """Image values the input stage reads: a 1-D C-contiguous float32 or uint8 buffer."""
+    return isinstance(t, types.Array) and t.dtype in (types.float32, types.uint8) and t.ndim == 1 and t.layout == "C"
+
+
+def _load_as_float(builder, ptr, lanes, dtype):
+    """``lanes`` values at ``ptr`` (float32, or uint8 converted exactly) as a float32 vector."""
+    if dtype == types.float32:
+        return _vector_load(builder, ptr, lanes)
+    vty = ir.VectorType(ir.IntType(8), lanes)
+    return builder.uitofp(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1, typ=vty),
+                          ir.VectorType(ir.FloatType(), lanes))
+
+
 def _literal_int(t):
     return t.literal_value if isinstance(t, types.IntegerLiteral) else None
 
@@ -518,15 +532,16 @@ def store_pairs(typingctx, dst, i, acc):
 
 @intrinsic
 def deinterleave_rgb32(typingctx, buf, i):
-    """32 RGB pixels ``buf[i : i + 96]`` as 6 vectors of 16: vector ``2 c + e`` holds channel c of the pixels of
-    parity e (pixels e, e + 2, ..., e + 30); a few permutes instead of 96 scalar moves."""
-    if not (_is_buffer(buf) and isinstance(i, types.Integer)):
+    """32 RGB pixels ``buf[i : i + 96]`` (float32, or uint8 as floats) as 6 vectors of 16: vector ``2 c + e``
+    holds channel c of the pixels of parity e (pixels e, e + 2, ..., e + 30); a few permutes instead of 96
+    scalar moves."""
+    if not (_is_pixels(buf) and isinstance(i, types.Integer)):
         return None
     rtype = types.UniTuple(f32x16, 6)
 
     def codegen(context, builder, sig, args):
         ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        block = _vector_load(builder, ptr, 96)
+        block = _load_as_float(builder, ptr, 96, sig.args[0].dtype)
         undef = ir.Constant(block.type, ir.Undefined)
         out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
         for c in range(3):
@@ -546,6 +561,18 @@ def dup8(typingctx, v):
     def codegen(context, builder, sig, args):
         return builder.shuffle_vector(args[0], args[0], ir.Constant(ir.VectorType(_I32, 16), list(range(8)) * 2))
     return f32x16(v), codegen
+
+
+@intrinsic
+def load_pixels16(typingctx, buf, i):
+    """``buf[i : i + 16]`` (float32, or uint8 converted exactly) as one ``f32x16``."""
+    if not (_is_pixels(buf) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        return _load_as_float(builder, ptr, 16, sig.args[0].dtype)
+    return f32x16(buf, i), codegen
 
 
 @intrinsic
