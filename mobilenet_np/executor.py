@@ -219,6 +219,7 @@ class FastExecutor:
                                p.get("w16", -1)], np.int64) if layer.op == "logits" else None
         self._no_head = np.array([0, 0, 0, 0, -1, -1], np.int64)
         self._no_cycles = np.zeros(0, np.int64)
+        self._no_ends = np.zeros(0, np.float32)
         self._plans = {}
         self._arenas = {}
         self._lock = threading.Lock()
@@ -434,69 +435,97 @@ class FastExecutor:
                     [st.names for st in stages])
 
     # ------------------------------------------------------------------------------------------ running
+    # Everything here runs on every call, and right after a pass whose weights and maps have pushed the
+    # interpreter's own code and data out of the caches, or after other engines that did: there each Python or
+    # NumPy operation costs several times what it costs in a loop of its own (measured: a 15 us snippet of
+    # allocations and a reduction took 38 us right after a V1 0.25/224 pass). So the calls below do few of them:
+    # buffers kept with their views, the out-of-range count returned by the pass, no work for an unasked output.
     def _take_buffers(self, plan, threads):
-        """An arena (and pooling accumulator) per thread for ``plan``, for this call alone: a free one kept from
-        an earlier call, else new ones. Calls from several Python threads therefore run at once (the compiled
-        pass releases the GIL), each in its own arena; :meth:`_give_back` keeps them for the next call."""
+        """``(arenas, accumulators, arenas[0], accumulators[0])`` for ``plan``, for this call alone: a free set
+        kept from an earlier call, else a new one. Calls from several Python threads therefore run at once (the
+        compiled pass releases the GIL), each in its own arena; :meth:`_give_back` keeps them for the next call."""
         key = (id(plan), threads)
         with self._lock:
-            free = self._arenas.setdefault(key, [])
+            free = self._arenas.get(key)
             if free:
                 return free.pop()
-        return (aligned_zeros((threads, plan.arena_size)), np.zeros((threads, plan.features), np.float64))
+        arenas, accs = aligned_zeros((threads, plan.arena_size)), np.zeros((threads, plan.features), np.float64)
+        return arenas, accs, arenas[0], accs[0]
 
     def _give_back(self, plan, threads, bufs):
         with self._lock:
-            self._arenas[(id(plan), threads)].append(bufs)
+            self._arenas.setdefault((id(plan), threads), []).append(bufs)
 
     def run(self, x, logits=False, record=False, cycles=None):
         """``(features [N, C], logits [N, classes] or None, endpoints or None)`` for checked images ``x``
         [N, H, W, 3] (values are checked on the way: NaN, infinities or values outside [0, 1] raise
-        :class:`~mobilenet_np.errors.InputError`): one compiled call for the whole batch. With ``record``, the endpoints are
-        ``{name: [N, h, w, c]}`` for every layer (in network order). ``cycles``: an int64 array of
+        :class:`~mobilenet_np.errors.InputError`): one compiled call for the whole batch. With ``record``, the
+        endpoints are ``{name: [N, h, w, c]}`` for every layer (in network order). ``cycles``: an int64 array of
         ``len(plan.stages) + 1`` to which each stage's CPU cycles are added (the last entry: the logits);
         single-threaded."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        n = x.shape[0]
-        plan = self.plan(x.shape[1], x.shape[2], record)
         if logits and self._head is None:
             raise ValueError("this model has no logits layer")
-        head = self._head if logits else self._no_head
-        pooled, out, ends = self._call(x, plan, head, record, cycles)
-        features = np.ascontiguousarray(pooled.reshape(n, plan.features)[:, :self.architecture.num_features])
-        z = np.ascontiguousarray(out[:n * head[3]].reshape(n, head[3])[:, :self.architecture.num_classes]) \
-            if logits else None
+        pooled, out, ends, plan = self._run(x, logits, record, cycles)
+        features = self._features_of(pooled, len(x), plan)
+        z = self._logits_of(out, len(x)) if logits else None
         if not record:
             return features, z, None
+        n = len(x)
         endpoints = {}
         for name, (offset, shape) in plan.ends.items():
             size = int(np.prod(shape))
             endpoints[name] = ends[n * offset:n * (offset + size)].reshape(n, *shape)
         return features, z, endpoints
 
+    def classify(self, x):
+        """The logits ``[N, classes]`` of images ``x`` already checked by
+        :func:`~mobilenet_np.inputs.check_images` (C-contiguous float32): :meth:`run` without its features."""
+        _, out, _, _ = self._run(x, True, False, None)
+        return self._logits_of(out, len(x))
+
+    def features(self, x):
+        """The pooled features ``[N, C]`` of images ``x`` already checked (see :meth:`classify`)."""
+        pooled, _, _, plan = self._run(x, False, False, None)
+        return self._features_of(pooled, len(x), plan)
+
+    def _run(self, x, logits, record, cycles):
+        plan = self.plan(x.shape[1], x.shape[2], record)
+        return (*self._call(x, plan, self._head if logits else self._no_head, record, cycles), plan)
+
+    def _features_of(self, pooled, n, plan):
+        c = self.architecture.num_features
+        f = pooled.reshape(n, plan.features)
+        return f if c == plan.features else np.ascontiguousarray(f[:, :c])
+
+    def _logits_of(self, out, n):
+        c = self.architecture.num_classes
+        z = out.reshape(n, -1) if n else out[:0].reshape(0, self._head[3])
+        return z if c == z.shape[1] else np.ascontiguousarray(z[:, :c])
+
     def _call(self, x, plan, head, record, cycles):
         """One compiled call for the batch ``x`` (C-contiguous float32, or a uint8 model's own integers):
-        ``(pooled, logits, endpoints)`` as flat float32 buffers. Refuses images with values outside the input
-        stage's range."""
+        ``(pooled, logits, endpoints)`` as flat float32 buffers (logits ``[N * classes]``, padded classes
+        included). Refuses images with values outside the input stage's range."""
         n = x.shape[0]
         pooled = np.empty(n * plan.features, np.float32)
-        ends = np.empty(max(n * plan.ends_size, 1), np.float32)
-        out = np.empty(max(n * head[3], 1), np.float32)
-        threads = 1 if cycles is not None else max(1, min(self.threads, n))
-        bad = np.zeros(n, np.int64)
+        out = np.empty(n * head[3], np.float32)
+        ends = np.empty(n * plan.ends_size, np.float32) if record else self._no_ends
+        threads = 1 if cycles is not None or n <= 1 else min(self.threads, n)
         bufs = self._take_buffers(plan, threads)
-        arena, acc = bufs
         try:
             if threads == 1:
-                fused.forward(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams, arena[0],
-                              acc[0], pooled, ends, record, head, out, self._no_cycles if cycles is None else cycles,
-                              bad)
+                bad = fused.forward(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams, bufs[2],
+                                    bufs[3], pooled, ends, record, head, out,
+                                    self._no_cycles if cycles is None else cycles)
             else:
+                counts = np.zeros(n, np.int64)
                 fused.forward_parallel(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams,
-                                       arena, acc, pooled, ends, record, head, out, self._no_cycles, bad)
+                                       bufs[0], bufs[1], pooled, ends, record, head, out, self._no_cycles, counts)
+                bad = counts.any()
         finally:
             self._give_back(plan, threads, bufs)
-        if bad.any():
+        if bad:
             check_values(x)      # raises InputError naming the problem
         return pooled, out, ends
 

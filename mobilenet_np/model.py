@@ -146,9 +146,10 @@ class Model(HubInterface):
         executor = self.executor
         if executor is None:
             return self._forward_layers(x, keep)
-        pooled, _, ends = executor.run(x, record=keep)
-        if keep:
-            ends[self.architecture.feature_endpoint] = pooled[:, None, None, :]
+        if not keep:
+            return executor.features(x), None
+        pooled, _, ends = executor.run(x, record=True)
+        ends[self.architecture.feature_endpoint] = pooled[:, None, None, :]
         return pooled, ends
 
     def _logits(self, pooled):
@@ -204,7 +205,7 @@ class Model(HubInterface):
         if executor is not None:
             if self.architecture.logits is None:
                 raise MobileNetError("this model has no classification layer (num_classes = 0): use features()")
-            return self._batched(images, batch_size, lambda x: executor.run(x, logits=True)[1])
+            return self._batched(images, batch_size, executor.classify)
         return self._batched(images, batch_size, lambda x: self._logits(self._forward(x, False)[0]))
 
     def features(self, images, batch_size=DEFAULT_BATCH_SIZE):

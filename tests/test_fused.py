@@ -272,7 +272,7 @@ def check_arena_bounds(ex, images, record):
     ends = np.full(max(n * plan.ends_size, 1) + guard, 7.0, np.float32)
     params, qparams = ex.params.copy(), None if ex.qparams is None else ex.qparams.copy()
     fused.forward(images, plan.stages, plan.tensors, plan.schedule, ex.params, ex.qparams, inner, acc, pooled, ends,
-                  record, ex._no_head, pooled, np.zeros(0, np.int64), np.zeros(n, np.int64))
+                  record, ex._no_head, pooled, np.zeros(0, np.int64))
     assert np.all(arena[:guard] == 7.0) and np.all(arena[-guard:] == 7.0)
     assert np.all(pooled[n * plan.features:] == 7.0)
     assert np.all(ends[max(n * plan.ends_size, 1):] == 7.0)
@@ -352,8 +352,8 @@ def test_parameters_and_arenas_start_on_a_cache_line():
     fast.features(random_images(1, 45, 61, seed=1))
     assert fast.executor.params.ctypes.data % 64 == 0
     for free in fast.executor._arenas.values():
-        for arena, _ in free:
-            assert arena.ctypes.data % 64 == 0 and arena.shape[1] % E.ALIGN == 0
+        for arena, _, first, _ in free:
+            assert arena.ctypes.data % 64 == 0 and arena.shape[1] % E.ALIGN == 0 and first.ctypes.data % 64 == 0
 
 
 def test_assign_offsets_by_hand():

@@ -1037,19 +1037,21 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
 
 
 @njit(cache=True, _nrt=False, nogil=True)
-def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record, head, logits, cycles, bad):
+def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record, head, logits, cycles):
     """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1], or a uint8 model's own integers) one after
     another in one arena; pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into
     ``ends``. When ``head`` = (weights, biases, C, classes, requantization record or -1, int16 weights or -1:
     see :func:`dense`) of the logits layer has classes > 0, the logits [N, classes] go to the flat ``logits``.
-    ``cycles``: see :func:`run_image` (the logits are counted as one more stage, the last entry). ``bad[n]``: how
-    many values of image n are outside [0, 1]. Releases the GIL (``nogil``): other Python threads, such as the
-    command line's image readers, run meanwhile."""
+    ``cycles``: see :func:`run_image` (the logits are counted as one more stage, the last entry). Returns how many
+    input values are outside the input stage's range ([0, 1] for float models; NaN included), so the caller can
+    refuse the batch. Releases the GIL (``nogil``): other Python threads, such as the command line's image
+    readers, run meanwhile."""
     nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
     xf = x.reshape(x.size)
+    bad = 0
     for n in range(nimg):
-        bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends,
-                           record, cycles)
+        bad += run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record,
+                         cycles)
     if head[3] > 0 and nimg > 0:
         start = cycle_counter()
         dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits, head[5])
@@ -1058,13 +1060,14 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
                 requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])
         if cycles.size > 0:
             cycles[cycles.size - 1] += cycle_counter() - start
+    return bad
 
 
 @njit(cache=True, parallel=True, nogil=True)
 def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pooled, ends, record, head, logits,
                      cycles, bad):
     """:func:`forward` with the images shared among ``arenas.shape[0]`` threads, one arena each (``cycles``
-    must be empty)."""
+    must be empty); ``bad[n]``: how many values of image n are outside the input stage's range."""
     nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
     xf = x.reshape(x.size)
     threads = arenas.shape[0]
