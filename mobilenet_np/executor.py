@@ -466,12 +466,12 @@ class FastExecutor:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if logits and self._head is None:
             raise ValueError("this model has no logits layer")
+        n = len(x)
         pooled, out, ends, plan = self._run(x, logits, record, cycles)
-        features = self._features_of(pooled, len(x), plan)
-        z = self._logits_of(out, len(x)) if logits else None
+        features = self._features_of(pooled, n, plan)
+        z = self._logits_of(out, n) if logits else None
         if not record:
             return features, z, None
-        n = len(x)
         endpoints = {}
         for name, (offset, shape) in plan.ends.items():
             size = int(np.prod(shape))
@@ -500,7 +500,7 @@ class FastExecutor:
 
     def _logits_of(self, out, n):
         c = self.architecture.num_classes
-        z = out.reshape(n, -1) if n else out[:0].reshape(0, self._head[3])
+        z = out.reshape(n, self._head[3])
         return z if c == z.shape[1] else np.ascontiguousarray(z[:, :c])
 
     def _call(self, x, plan, head, record, cycles):
@@ -519,10 +519,8 @@ class FastExecutor:
                                     bufs[3], pooled, ends, record, head, out,
                                     self._no_cycles if cycles is None else cycles)
             else:
-                counts = np.zeros(n, np.int64)
-                fused.forward_parallel(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams,
-                                       bufs[0], bufs[1], pooled, ends, record, head, out, self._no_cycles, counts)
-                bad = counts.any()
+                bad = fused.forward_parallel(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams,
+                                             bufs[0], bufs[1], pooled, ends, record, head, out, self._no_cycles)
         finally:
             self._give_back(plan, threads, bufs)
         if bad:

@@ -142,7 +142,7 @@ class FeatureWriter:
 
     def _name_lines(self):
         """The partial run's names, one bytes string per complete line (a last line without its newline is
-        incomplete); decoded as ``names.txt`` was encoded (:data:`NAME_ERRORS`)."""
+        incomplete), not decoded: callers that want text decode with :data:`NAME_ERRORS`, as they were encoded."""
         with open(self._file("names.txt"), "rb") as f:
             return f.read().split(b"\n")[:-1]
 

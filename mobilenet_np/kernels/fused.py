@@ -66,7 +66,7 @@ from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, 
                    tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "10444131183c16b4"
+COMPILED_IN = "326bd085d40eb233"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -296,6 +296,12 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
                     dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _weight_row(brow, prm, at, int16):
+    """A row of weights shaped like ``brow`` from ``prm[at:]``, or with ``int16`` from its ``at``-th int16 on."""
+    return load_int16_like(brow, prm, at) if int16 else load_like(brow, prm, at)
+
+
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _gemv_quad(src, s_base, cin, prm, w, b_off, nb, brow, dst, d_base, int16):
     """Four packed ``nb``-wide blocks of output channels side by side for one pixel (``brow``: a bias row of
@@ -311,16 +317,10 @@ def _gemv_quad(src, s_base, cin, prm, w, b_off, nb, brow, dst, d_base, int16):
     p0, p1, p2, p3 = w, w + cin * nb, w + cin * 2 * nb, w + cin * 3 * nb
     for t in range(cin):
         q = t * nb
-        if int16:
-            a0 = tile_fma(src, o, t, load_int16_like(brow, prm, p0 + q), a0)
-            a1 = tile_fma(src, o, t, load_int16_like(brow, prm, p1 + q), a1)
-            a2 = tile_fma(src, o, t, load_int16_like(brow, prm, p2 + q), a2)
-            a3 = tile_fma(src, o, t, load_int16_like(brow, prm, p3 + q), a3)
-        else:
-            a0 = tile_fma(src, o, t, load_like(brow, prm, p0 + q), a0)
-            a1 = tile_fma(src, o, t, load_like(brow, prm, p1 + q), a1)
-            a2 = tile_fma(src, o, t, load_like(brow, prm, p2 + q), a2)
-            a3 = tile_fma(src, o, t, load_like(brow, prm, p3 + q), a3)
+        a0 = tile_fma(src, o, t, _weight_row(brow, prm, p0 + q, int16), a0)
+        a1 = tile_fma(src, o, t, _weight_row(brow, prm, p1 + q, int16), a1)
+        a2 = tile_fma(src, o, t, _weight_row(brow, prm, p2 + q, int16), a2)
+        a3 = tile_fma(src, o, t, _weight_row(brow, prm, p3 + q, int16), a3)
     tile_store(dst, offsets(d_base, 0, 0, 0, 1), a0)
     tile_store(dst, offsets(d_base + nb, 0, 0, 0, 1), a1)
     tile_store(dst, offsets(d_base + 2 * nb, 0, 0, 0, 1), a2)
@@ -1065,12 +1065,13 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
 
 @njit(cache=True, parallel=True, nogil=True)
 def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pooled, ends, record, head, logits,
-                     cycles, bad):
+                     cycles):
     """:func:`forward` with the images shared among ``arenas.shape[0]`` threads, one arena each (``cycles``
-    must be empty); ``bad[n]``: how many values of image n are outside the input stage's range."""
+    must be empty); returns the same count."""
     nimg, h, w = x.shape[0], x.shape[1], x.shape[2]
     xf = x.reshape(x.size)
     threads = arenas.shape[0]
+    bad = np.zeros(nimg, np.int64)      # per image: each thread writes its own
     for th in prange(threads):
         for n in range(th, nimg, threads):
             bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arenas[th], accs[th],
@@ -1080,3 +1081,4 @@ def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pool
         if qprm is not None:
             if head[4] >= 0:
                 requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])
+    return bad.sum()

@@ -62,12 +62,13 @@ def _is_pixels(t):
 
 
 def _load_as_float(builder, ptr, lanes, dtype):
-    """``lanes`` values at ``ptr`` (float32, or uint8 converted exactly) as a float32 vector."""
+    """``lanes`` values at ``ptr`` (float32, or uint8 / int16 converted exactly) as a float32 vector."""
     if dtype == types.float32:
         return _vector_load(builder, ptr, lanes)
-    vty = ir.VectorType(ir.IntType(8), lanes)
-    return builder.uitofp(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1, typ=vty),
-                          ir.VectorType(ir.FloatType(), lanes))
+    vty = ir.VectorType(ir.IntType(dtype.bitwidth), lanes)
+    v = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=dtype.bitwidth // 8, typ=vty)
+    to = ir.VectorType(ir.FloatType(), lanes)
+    return builder.sitofp(v, to) if dtype.signed else builder.uitofp(v, to)
 
 
 def _literal_int(t):
@@ -347,12 +348,10 @@ def load_int16_like(typingctx, row, buf, i):
         base = builder.bitcast(context.make_array(sig.args[1])(context, builder, args[1]).data,
                                ir.IntType(16).as_pointer())
         ptr = builder.gep(base, [context.cast(builder, args[2], sig.args[2], types.intp)])
-        vty = ir.VectorType(ir.IntType(16), lanes)
         out = ir.Constant(context.get_value_type(row), ir.Undefined)
         for v in range(row.count):
-            at = builder.bitcast(builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)]), vty.as_pointer())
-            out = builder.insert_value(out, builder.sitofp(builder.load(at, align=2, typ=vty),
-                                                           ir.VectorType(ir.FloatType(), lanes)), v)
+            at = builder.gep(ptr, [ir.Constant(ir.IntType(64), v * lanes)])
+            out = builder.insert_value(out, _load_as_float(builder, at, lanes, types.int16), v)
         return out
     return row(row, buf, i), codegen
 
