@@ -49,7 +49,7 @@ class _Chain:
     def __init__(self):
         self.input = self.size = None           # (z_x, qmin, qmax) of the input tensor; its (H, W)
         self.layers, self.steps = [], []        # dicts (Layer fields) and (w, b) float32
-        self.requant, self.adds = {}, {}        # layer name -> (mode, zy, lo, hi, fscale, qm, shift) / ADD record
+        self.requant, self.adds = {}, {}        # layer name -> (mode, zy, lo, hi, fscale, qm, shift) / ADD's (mode, zy, lo, hi, params)
         self.pool = self.logits = None
         self.tail = None                        # index of the first op the per-op kernels run
 
@@ -98,7 +98,7 @@ def read_chain(model):
                 params = IO.add_params_xnnpack(sa, sb, sy)
             else:
                 params = IO.add_params(sa, sb, sy)
-            chain.adds[chain.layers[-1]["name"]] = [model._mode, zy, lo, hi, *params]
+            chain.adds[chain.layers[-1]["name"]] = (model._mode, zy, lo, hi, params)
             chain.layers[-1]["residual"] = chain.layers[-1]["ends_block"] = True
             reach[out.index] = _max_abs(lo, hi, zy)
             kinds.append("add")
@@ -255,10 +255,10 @@ class IntegerExecutor(FastExecutor):
             mode, zy, lo, hi, fscale, qm, shift = self.chain.requant[layer.name]
             c = p["cout"]
             fs = params.add(_padded_to(fscale, c, np.float32))
-            self._requant[layer.name] = add(np.concatenate([[mode, zy, lo, hi, fs, c], _padded_to(qm, c, np.int64),
-                                                            _padded_to(shift, c, np.int64)]))
+            self._requant[layer.name] = add(fused.requant_record(mode, zy, lo, hi, fs, _padded_to(qm, c, np.int64),
+                                                                 _padded_to(shift, c, np.int64)))
             if layer.name in self.chain.adds:
-                self._add[layer.name] = add(self.chain.adds[layer.name])
+                self._add[layer.name] = add(fused.add_record(*self.chain.adds[layer.name]))
         _, record, fscale = self.chain.pool
         self._pool_record = add(record + [params.add([fscale])])
         self.qparams = np.concatenate(records)

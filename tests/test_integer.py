@@ -26,7 +26,7 @@ import mobilenet_np as mnp
 from mobilenet_np import architectures
 from mobilenet_np.errors import InputError, UnsupportedFormatError
 from mobilenet_np.integer import IntegerModel, load_integer, slim_endpoint_name
-from mobilenet_np.kernels import KERNELS
+from mobilenet_np.kernels import KERNELS, fused
 from mobilenet_np.kernels import integer_fixedpoint as FP
 from mobilenet_np.kernels import integer_ops as IO
 from mobilenet_np.testing import TOLERANCES, assert_close, fixtures_dir, missing_reason
@@ -184,7 +184,6 @@ def _epilogues():
     """Compiled callers of the fast executor's integer epilogues (which have no Python wrapper)."""
     from numba import njit
 
-    from mobilenet_np.kernels import fused
     return (njit(lambda a, npx, c, prm, rec: fused.requant_run(a, 0, npx, c, prm, rec, 0)),
             njit(lambda buf, count, rec: fused.add_run(buf, 0, count, count, rec, 0)))
 
@@ -211,7 +210,8 @@ def test_vector_requantization_and_add_match_the_scalar_formulas(seed, channels,
     shift[:7] = [0, 0, 0, -1, -1, -31, rng.integers(-31, 8)]
     if wide:
         shift[-1] = rng.integers(8, 12)
-    record = np.concatenate([[0, zy, lo, hi, 0, channels], qm, shift]).astype(np.int64)
+    record = fused.requant_record(0, zy, lo, hi, 0, qm, shift)
+    assert record[6] == (not wide), "the loader's int32-lane flag"
     a = acc.astype(np.float32)
     requant(a, pixels, channels, np.zeros(16, np.float32), record)
     want = [min(max(FP.mbqm(int(v), int(qm[i % channels]), int(shift[i % channels])) + zy, lo), hi) - zy
@@ -223,7 +223,8 @@ def test_vector_requantization_and_add_match_the_scalar_formulas(seed, channels,
     da[:2], db[:2] = [255, -255], [255, -255]     # the largest sums
     if wide:
         so = 4      # the largest sums times 2**4 are past 2**31
-    record = np.array([0, zy, lo, hi, qa, sa, qb, sb, qo, so], np.int64)
+    record = fused.add_record(0, zy, lo, hi, (qa, sa, qb, sb, qo, so))
+    assert record[4] == (not wide), "the loader's int32-lane flag"
     buf = np.concatenate([da, db]).astype(np.float32)
     add(buf, count, record)
     want = [min(max(IO.add_one(int(x), int(y), qa, sa, qb, sb, qo, so, 20) + zy, lo), hi) - zy for x, y in zip(da, db)]

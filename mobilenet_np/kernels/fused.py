@@ -66,7 +66,7 @@ from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, 
                    tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "326bd085d40eb233"
+COMPILED_IN = "81c6f205c2531df6"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -717,41 +717,36 @@ def _record(a, src, npx, cpad, ends, e_off, creal):
 # every product and partial sum is an integer; the loader checks that no partial sum can reach 2**24, below which
 # float32 arithmetic is exact in any order. The accumulators a layer stores are then the exact int32 sums, and
 # these passes turn them into the next tensor's ``q - z``, by the formulas of integer_fixedpoint / integer_ops.
-# qprm records (int64): requantization ``[mode, z_y, act_min, act_max, fscale offset in prm, C, qm[C],
-# shift[C]]``; residual ADD ``[mode, z_y, act_min, act_max, a_mult, b_mult, shift]`` (XNNPACK, mode 1) or
-# ``[mode, z_y, act_min, act_max, qa, sa, qb, sb, qo, so]`` (reference, mode 0).
-@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
-def _narrow_fits(qprm, qm, sh, c):
-    """Do the ``c`` channels' multipliers ``qprm[qm:]`` and shifts ``qprm[sh:]`` suit :func:`requant_narrow`
-    (multipliers in [0, 2**31), shifts in [-31, NARROW_LEFT_MAX])? TFLite's are (multipliers in [2**30, 2**31)
-    or 0), unless a layer's scales put its left shift past 7."""
-    for ch in range(c):
-        m, s = qprm[np.uint64(qm + ch)], qprm[np.uint64(sh + ch)]
-        if m < 0 or m >= 2147483648 or s < -31 or s > NARROW_LEFT_MAX:
-            return False
-    return True
+# qprm records (int64), built by :func:`requant_record` and :func:`add_record`: requantization ``[mode, z_y,
+# act_min, act_max, fscale offset in prm, C, narrow, qm[C], shift[C]]``; residual ADD ``[mode, z_y, act_min,
+# act_max, narrow, a_mult, b_mult, shift]`` (XNNPACK, mode 1) or ``[mode, z_y, act_min, act_max, narrow, qa, sa,
+# qb, sb, qo, so]`` (reference, mode 0). ``narrow`` = 1: every intermediate of the reference formula fits in
+# int32, so the pass may run it on int32 lanes (decided once, when the model loads).
+def requant_record(mode, zy, lo, hi, fs, qm, shift):
+    """The requantization record of a layer of ``C = len(qm)`` channels. Its ``narrow`` flag says whether every
+    multiplier is in [0, 2**31) and every shift in [-31, NARROW_LEFT_MAX], which :func:`requant_narrow` needs
+    (TFLite's multipliers are in [2**30, 2**31) or 0; a layer's scales could still put its left shift past 7)."""
+    qm, shift = np.asarray(qm, np.int64), np.asarray(shift, np.int64)
+    narrow = mode == 0 and bool(np.all((qm >= 0) & (qm < 1 << 31) & (shift >= -31) & (shift <= NARROW_LEFT_MAX)))
+    return np.concatenate([[mode, zy, lo, hi, fs, len(qm), narrow], qm, shift]).astype(np.int64)
 
 
-@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
-def _narrow_add_fits(qprm, q, left):
-    """Does the reference ADD record at ``qprm[q]`` suit :func:`add_narrow16`? Its inputs are 8-bit differences
-    (|d| <= 255), so ``d 2**left`` < 2**28 for left <= 20; with input shifts <= 0 each rescaled input stays below
-    2**28 and their sum below 2**29, which the output's left shift (<= 1) keeps below 2**31. TFLite's ADD
-    (left 20, input multipliers at most 1/2, an output multiplier far below 1) always fits."""
-    if left > 20:
-        return False
-    for k in range(3):
-        m, s = qprm[np.uint64(q + 4 + 2 * k)], qprm[np.uint64(q + 5 + 2 * k)]
-        if m < 0 or m >= 2147483648 or s < -31 or s > (1 if k == 2 else 0):
-            return False
-    return True
+def add_record(mode, zy, lo, hi, params):
+    """The residual ADD record, ``params`` those of ``add_params`` (mode 0) or ``add_params_xnnpack`` (mode 1).
+    ``narrow`` (mode 0): the inputs are 8-bit differences (|d| <= 255), so ``d 2**left`` < 2**28 for left <= 20;
+    with input shifts <= 0 each rescaled input stays below 2**28 and their sum below 2**29, which an output left
+    shift <= 1 keeps below 2**31 (:func:`add_narrow16`). TFLite's ADD (left 20, input multipliers at most 1/2,
+    an output multiplier far below 1) always fits."""
+    narrow = mode == 0 and ADD_LEFT_SHIFT <= 20 and all(
+        0 <= params[2 * k] < 1 << 31 and -31 <= params[2 * k + 1] <= (1 if k == 2 else 0) for k in range(3))
+    return np.array([mode, zy, lo, hi, narrow, *params], np.int64)
 
 
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def requant_run(a, start, npx, c, prm, qprm, q):
     """``a[start + p*c + ch]``: exact accumulator -> ``q_y - z_y`` for ``npx`` pixels of ``c`` channels."""
     mode, zy, lo, hi, fs = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3], qprm[q + 4]
-    qm, sh = q + 6, q + 6 + qprm[q + 5]
+    qm, sh = q + 7, q + 7 + qprm[q + 5]
     if mode == 1:      # XNNPACK, float32 throughout: a loop LLVM vectorizes
         flo, fhi = np.float32(lo - zy), np.float32(hi - zy)
         for p in range(npx):
@@ -761,7 +756,7 @@ def requant_run(a, start, npx, c, prm, qprm, q):
                 a[i] = xnnpack_centered(a[i], prm[np.uint64(fs + ch)], flo, fhi)
         return
     if mode == 0 and c % 8 == 0:      # TFLite's reference fixed point
-        if _narrow_fits(qprm, qm, sh, c):     # on int32 lanes: 16 channels per vector, then 8
+        if qprm[q + 6]:       # on int32 lanes: 16 channels per vector, then 8
             c16 = c - c % 16
             for cb in range(0, c16, 16):
                 m = narrow_multipliers16(qprm, qm + cb, sh + cb)
@@ -792,22 +787,22 @@ def add_run(a, start, res, count, qprm, q):
     mode, zy, lo, hi = qprm[q], qprm[q + 1], qprm[q + 2], qprm[q + 3]
     left = np.int64(ADD_LEFT_SHIFT)
     first = 0
-    if mode == 0 and _narrow_add_fits(qprm, q, left):    # the reference formula on int32 lanes, 16 at a time
+    if qprm[q + 4]:     # narrow (mode 0): the reference formula on int32 lanes, 16 at a time
         while first + 16 <= count:
-            add_narrow16(a, start + first, a, res + first, left, qprm[q + 4], qprm[q + 5], qprm[q + 6],
-                         qprm[q + 7], qprm[q + 8], qprm[q + 9], lo - zy, hi - zy)
+            add_narrow16(a, start + first, a, res + first, left, qprm[q + 5], qprm[q + 6], qprm[q + 7],
+                         qprm[q + 8], qprm[q + 9], qprm[q + 10], lo - zy, hi - zy)
             first += 16
     if mode == 0:       # on int64 lanes, 8 at a time, then one at a time
         while first + 8 <= count:
-            add_reference8(a, start + first, a, res + first, left, qprm[q + 4], qprm[q + 5], qprm[q + 6],
-                           qprm[q + 7], qprm[q + 8], qprm[q + 9], lo - zy, hi - zy)
+            add_reference8(a, start + first, a, res + first, left, qprm[q + 5], qprm[q + 6], qprm[q + 7],
+                           qprm[q + 8], qprm[q + 9], qprm[q + 10], lo - zy, hi - zy)
             first += 8
     for i in range(first, count):
         da, db = np.int64(a[np.uint64(start + i)]), np.int64(a[np.uint64(res + i)])
         if mode == 1:
-            v = add_xnnpack_one(da, db, qprm[q + 4], qprm[q + 5], qprm[q + 6]) + zy
+            v = add_xnnpack_one(da, db, qprm[q + 5], qprm[q + 6], qprm[q + 7]) + zy
         else:
-            v = add_one(da, db, qprm[q + 4], qprm[q + 5], qprm[q + 6], qprm[q + 7], qprm[q + 8], qprm[q + 9],
+            v = add_one(da, db, qprm[q + 5], qprm[q + 6], qprm[q + 7], qprm[q + 8], qprm[q + 9], qprm[q + 10],
                         left) + zy
         a[np.uint64(start + i)] = np.float32(min(max(v, lo), hi) - zy)
 

@@ -761,7 +761,7 @@ class _I32VectorModel(models.PrimitiveModel):
 # are in [2**30, 2**31) (or 0). So x 2**left fits in int32 for left <= NARROW_LEFT_MAX, every product is one
 # signed 32 x 32 -> 64-bit multiply (x86 ``pmuldq``, one instruction per 8 products, where the int64 lanes of
 # :func:`_mbqm_lanes` need ``pmullq``, three), and every result fits in int32 again, so the rest runs twice as
-# many lanes per instruction. The callers check the multipliers and shifts (``fused._narrow_fits``).
+# many lanes per instruction. The loader checks the multipliers and shifts (``fused.requant_record``).
 NARROW_LEFT_MAX = 7   # |acc| < 2**24, times 2**7, is below 2**31
 
 
@@ -869,7 +869,7 @@ def _make_add(lanes, narrow):
                    "``b[j + l]`` (8-bit values minus their zero points, held in float32) become ``min(max(MBQM("
                    "MBQM(da 2**left, qa, sa) + MBQM(db 2**left, qb, sb), qo, so), lo), hi)`` (``lo``, ``hi``: the "
                    "range minus the output zero point), as :func:`~mobilenet_np.kernels.integer_ops.add_one` does "
-                   "for one pair" + (", where every intermediate fits in int32 (``fused._narrow_add_fits``)."
+                   "for one pair" + (", where every intermediate fits in int32 (``fused.add_record``)."
                                      if narrow else "."))
     return intrinsic(add)
 
