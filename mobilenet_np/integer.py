@@ -504,11 +504,11 @@ class IntegerModel:
             values[out.index] = y.astype(out.dtype, copy=False) if out.dtype is not None else y
         return values
 
-    def _values(self, images):
-        """The tensors the outputs need (``run``'s dict; on the fast executor only the pool and later ones)."""
+    def _value(self, images, t):
+        """Tensor ``t``'s value for ``images`` (on the fast executor: only what it needs is computed)."""
         if self._executor is None:
-            return self.run(images)
-        return finish(self._chain, self._executor, self, self.quantize_input(images))
+            return self.run(images)[t.index]
+        return finish(self._chain, self._executor, self, self.quantize_input(images), t.index)
 
     def endpoints(self, images):
         """``{slim endpoint name: integer tensor}`` for every op output, plus ``"output"`` (see module doc).
@@ -539,12 +539,12 @@ class IntegerModel:
 
     def output(self, images, batch_size=DEFAULT_BATCH_SIZE):
         """The output tensor as TFLite returns it (uint8/int8/float32), ``[N, ...]``."""
-        return self._batched(images, batch_size, lambda x: self._values(x)[self.output_tensor.index])
+        return self._batched(images, batch_size, lambda x: self._value(x, self.output_tensor))
 
     def classify(self, images, batch_size=DEFAULT_BATCH_SIZE):
         """The dequantized output ``[N, classes]`` — softmax probabilities (or logits, if the model ends there)."""
         t = self.output_tensor
-        return self._batched(images, batch_size, lambda x: self._dequantized(t, self._values(x)[t.index]))
+        return self._batched(images, batch_size, lambda x: self._dequantized(t, self._value(x, t)))
 
     def predictions(self, images, batch_size=DEFAULT_BATCH_SIZE):
         """Class probabilities ``[N, classes]``: the dequantized softmax output, or the softmax of the dequantized
@@ -567,7 +567,7 @@ class IntegerModel:
         t = self.feature_tensor
 
         def fn(x):
-            q = self._values(x)[t.index]
+            q = self._value(x, t)
             return self._dequantized(t, q).reshape(len(q), -1)
         return self._batched(images, batch_size, fn)
 

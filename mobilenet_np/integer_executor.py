@@ -49,9 +49,11 @@ class _Chain:
     def __init__(self):
         self.input = self.size = None           # (z_x, qmin, qmax) of the input tensor; its (H, W)
         self.layers, self.steps = [], []        # dicts (Layer fields) and (w, b) float32
-        self.requant, self.adds = {}, {}        # layer name -> (mode, zy, lo, hi, fscale, qm, shift) / ADD's (mode, zy, lo, hi, params)
+        self.requant = {}                       # layer name -> (mode, zy, lo, hi, fscale, qm, shift)
+        self.adds = {}                          # name of a block's last layer -> its ADD's (mode, zy, lo, hi, params)
         self.pool = self.logits = None
         self.tail = None                        # index of the first op the per-op kernels run
+        self.tail_reads_pool = False            # whether one of those reads the pool's output
 
 
 def _max_abs(lo, hi, z):
@@ -115,6 +117,8 @@ def read_chain(model):
         cur = out.index
     else:
         raise NotAChain("no global pool")
+    pooled = chain.pool[0].outputs[0]
+    chain.tail_reads_pool = any(pooled in op.inputs for op in ops[chain.tail:])
     return chain
 
 
@@ -263,33 +267,42 @@ class IntegerExecutor(FastExecutor):
         self._pool_record = add(record + [params.add([fscale])])
         self.qparams = np.concatenate(records)
 
-    def run_integer(self, q):
+    def run_integer(self, q, logits=True):
         """``(pooled, logits)``: the integer global pool's output ``[N, C]`` and the logits layer's ``[N, classes]``
-        (None without one), int64, for the images ``q`` (the input tensor's integers, ``[N, H, W, 3]``)."""
+        (None without one, or when ``logits`` is false: the pass then skips that layer) for the images ``q`` (the
+        input tensor's integers, ``[N, H, W, 3]``), as float32 ``q - z`` (each exact: add the zero point)."""
         # uint8 images go in as they are (the input stage converts them: a quarter of the bytes to read, and no
         # float copy made here); int8 ones as float32
         x = np.ascontiguousarray(q, np.uint8 if q.dtype == np.uint8 else np.float32)
-        n = len(x)
         plan = self.plan(x.shape[1], x.shape[2])
-        head = self._no_head if self._head is None else self._head
+        head = self._head if logits and self._head is not None else self._no_head
         pooled, out, _ = self._call(x, plan, head, False, None)
-        channels = self._layers[-2 if self._head is not None else -1][0].out_channels
-        features = pooled.reshape(n, plan.features)[:, :channels].astype(np.int64) + self.chain.pool[1][4]
-        if self._head is None:
-            return features, None
-        classes, zy = self._layers[-1][0].out_channels, self.chain.requant["logits"][1]
-        return features, out[:n * head[3]].reshape(n, head[3])[:, :classes].astype(np.int64) + zy
+        n = len(x)
+        layers = self._layers
+        pooled = pooled.reshape(n, plan.features)[:, :layers[-2 if self._head is not None else -1][0].out_channels]
+        if head[3] == 0:
+            return pooled, None
+        return pooled, out.reshape(n, head[3])[:, :layers[-1][0].out_channels]
 
 
-def finish(chain, executor, model, q):
-    """``{tensor index: value}`` for the pool output, the logits output (when the executor computes it) and
-    every op after them (per-op kernels), for input integers ``q``."""
+def finish(chain, executor, model, q, want):
+    """The value of tensor ``want`` for input integers ``q``: the pool's output, or a tensor of the per-op tail
+    (the ops after the pool and logits, run by the per-op kernels on the executor's logits). Asked for the pool's
+    output, the executor skips the logits layer."""
     tensors = model.tflite.tensors
-    n = len(q)
-    pooled, logits = executor.run_integer(q)
+    pool = tensors[chain.pool[0].outputs[0]]
+    pooled, logits = executor.run_integer(q, logits=want != pool.index)
     values = {}
-    for op, y in ((chain.pool[0], pooled), (chain.logits, logits)):
-        if op is not None:
-            t = tensors[op.outputs[0]]
-            values[t.index] = y.astype(t.dtype).reshape((n,) + tuple(t.shape[1:]))
-    return model.run_ops(values, chain.tail)
+    if want == pool.index or chain.tail_reads_pool:
+        values[pool.index] = _as_tensor(pooled, pool, chain.pool[1][4], len(q))
+    if logits is not None:
+        t = tensors[chain.logits.outputs[0]]
+        values[t.index] = _as_tensor(logits, t, chain.requant["logits"][1], len(q))
+    if want not in values:
+        model.run_ops(values, chain.tail)
+    return values[want]
+
+
+def _as_tensor(v, t, z, n):
+    """Tensor ``t``'s integers ``[N, ...]`` from the executor's float32 ``q - z`` (exact integers)."""
+    return np.add(v, np.float32(z)).astype(t.dtype).reshape((n,) + tuple(t.shape[1:]))

@@ -94,7 +94,7 @@ def compare_with_tflite(model, interpreter, images):
     """
     values = model.run(images)
     fast = {model.output_tensor.index: model.output(images),
-            model.feature_tensor.index: model._values(images)[model.feature_tensor.index]}
+            model.feature_tensor.index: model._value(images, model.feature_tensor)}
     inp = interpreter.get_input_details()[0]["index"]
     outputs = [i for op in model.tflite.operators for i in op.outputs]
     elements = mismatches = 0
