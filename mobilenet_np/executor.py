@@ -504,7 +504,7 @@ class FastExecutor:
         return z if c == z.shape[1] else np.ascontiguousarray(z[:, :c])
 
     def _call(self, x, plan, head, record, cycles):
-        """One compiled call for the batch ``x`` (C-contiguous float32, or a uint8 model's own integers):
+        """One compiled call for the batch ``x`` (C-contiguous float32, or an 8-bit model's own integers):
         ``(pooled, logits, endpoints)`` as flat float32 buffers (logits ``[N * classes]``, padded classes
         included). Refuses images with values outside the input stage's range."""
         n = x.shape[0]

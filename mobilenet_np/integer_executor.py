@@ -271,9 +271,9 @@ class IntegerExecutor(FastExecutor):
         """``(pooled, logits)``: the integer global pool's output ``[N, C]`` and the logits layer's ``[N, classes]``
         (None without one, or when ``logits`` is false: the pass then skips that layer) for the images ``q`` (the
         input tensor's integers, ``[N, H, W, 3]``), as float32 ``q - z`` (each exact: add the zero point)."""
-        # uint8 images go in as they are (the input stage converts them: a quarter of the bytes to read, and no
-        # float copy made here); int8 ones as float32
-        x = np.ascontiguousarray(q, np.uint8 if q.dtype == np.uint8 else np.float32)
+        # 8-bit images go in as they are (the input stage converts them: a quarter of the bytes to read, and no
+        # float copy made here)
+        x = np.ascontiguousarray(q)
         plan = self.plan(x.shape[1], x.shape[2])
         head = self._head if logits and self._head is not None else self._no_head
         pooled, out, _ = self._call(x, plan, head, False, None)

@@ -364,12 +364,11 @@ def test_fixture_models_bit_exact(rel, rounding, report):
 
 
 @pytest.fixture(scope="module")
-def int8_model(tmp_path_factory):
-    """Keras MobileNetV2(alpha=0.35, 96x96, weights=None) converted by TF to full-integer int8 (per-channel
-    weights), uint8 input and output. ``weights=None`` leaves every BatchNorm at mean 0 / variance 1, so the
-    activations shrink layer after layer (the converter then picks scales of ~1e-8 and the model tests
-    nothing); one training-mode call with momentum 0 on the calibration images sets the moving statistics to
-    batch statistics first."""
+def calibrated_v2():
+    """Keras MobileNetV2(alpha=0.35, 96x96, weights=None) and its calibration images. ``weights=None`` leaves
+    every BatchNorm at mean 0 / variance 1, so the activations shrink layer after layer (the converter then picks
+    scales of ~1e-8 and the model tests nothing); one training-mode call with momentum 0 on the calibration
+    images sets the moving statistics to batch statistics first."""
     tf = pytest.importorskip("tensorflow")
     tf.keras.utils.set_random_seed(0)
     net = tf.keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None)
@@ -378,17 +377,36 @@ def int8_model(tmp_path_factory):
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             layer.momentum = 0.0
     net(calibration, training=True)
+    return net, calibration
+
+
+def _full_integer(tf, net, calibration, io_type, path):
+    """``net`` converted by TF to full-integer int8 (per-channel weights), inputs and outputs of ``io_type``."""
     converter = tf.lite.TFLiteConverter.from_keras_model(net)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([calibration[i:i + 1]] for i in range(len(calibration)))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
-    path = tmp_path_factory.mktemp("int8") / "mobilenet_v2_0.35_96_int8.tflite"
+    converter.inference_input_type = converter.inference_output_type = io_type
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
         path.write_bytes(converter.convert())
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def int8_model(calibrated_v2, tmp_path_factory):
+    """:func:`calibrated_v2` as full-integer int8 with uint8 input and output (a QUANTIZE to int8 first)."""
+    import tensorflow as tf
+    return _full_integer(tf, *calibrated_v2, tf.uint8,
+                         tmp_path_factory.mktemp("int8") / "mobilenet_v2_0.35_96_int8.tflite")
+
+
+@pytest.fixture(scope="module")
+def int8_io_model(calibrated_v2, tmp_path_factory):
+    """The same with int8 input and output: the fast executor's input stage reads int8 images."""
+    import tensorflow as tf
+    return _full_integer(tf, *calibrated_v2, tf.int8,
+                         tmp_path_factory.mktemp("int8") / "mobilenet_v2_0.35_96_int8_io.tflite")
 
 
 def _int8_images():
@@ -424,6 +442,21 @@ def test_int8_per_channel_model(int8_model, report):
     twins = IntegerModel(tfl, "reference", engine="numpy").run(images[:2])
     fast = _model(int8_model).run(images[:2])
     assert all(np.array_equal(twins[i], fast[i]) for i in fast)
+
+
+@pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`")
+def test_int8_input_model(int8_io_model, report):
+    """An int8 input tensor (no QUANTIZE first): the fast executor's input stage reads the int8 images as they
+    are. Every op output, ``output()`` and ``features()`` are TFLite's bytes, with both roundings."""
+    for rounding in ("reference", "xnnpack"):
+        model = _model(int8_io_model, rounding)
+        images = _as_input(model, _int8_images())
+        assert model.input_tensor.dtype == np.int8 and model.tflite.operators[0].name == "CONV_2D"
+        assert model.fast_path == "fast executor"
+        tensors, elements, mismatches, first = compare_with_tflite(model, _interpreter(int8_io_model, rounding),
+                                                                   images)
+        report.append(("the same, int8 input and output", rounding, len(images), tensors, elements, mismatches))
+        assert mismatches == 0, "; ".join(first)
 
 
 # ------------------------------------------------------------------------------------ batch, inputs, API

@@ -66,7 +66,7 @@ from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, 
                    tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "81c6f205c2531df6"
+COMPILED_IN = "2b905e9e089be3ef"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -833,7 +833,7 @@ def _requant_rows(t, to, a, i, rows, prm, qprm, q):
 # ------------------------------------------------------------------------------------------ one row of a stage
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _input_row(st, k, t, xf, h, w, n, r, a, prm):
-    """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``: float32, or a uint8 model's own integers),
+    """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``: float32, or an 8-bit model's own integers),
     mapped by ``(scale, offset, lo, hi)`` at ``prm[W1]``: ``v -> scale v + offset`` (float models: [0, 1] ->
     [-1, 1]; integer ones: ``q -> q - z``).
     Returns how many of its values are not in [lo, hi] (NaN and infinities included), so the caller can refuse
@@ -1033,8 +1033,8 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
 
 @njit(cache=True, _nrt=False, nogil=True)
 def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record, head, logits, cycles):
-    """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1], or a uint8 model's own integers) one after
-    another in one arena; pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into
+    """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1], or an 8-bit model's own integers) one
+    after another in one arena; pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into
     ``ends``. When ``head`` = (weights, biases, C, classes, requantization record or -1, int16 weights or -1:
     see :func:`dense`) of the logits layer has classes > 0, the logits [N, classes] go to the flat ``logits``.
     ``cycles``: see :func:`run_image` (the logits are counted as one more stage, the last entry). Returns how many

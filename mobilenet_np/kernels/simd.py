@@ -57,12 +57,13 @@ def _is_buffer(t):
 
 
 def _is_pixels(t):
-    """Image values the input stage reads: a 1-D C-contiguous float32 or uint8 buffer."""
-    return isinstance(t, types.Array) and t.dtype in (types.float32, types.uint8) and t.ndim == 1 and t.layout == "C"
+    """Image values the input stage reads: a 1-D C-contiguous float32, uint8 or int8 buffer."""
+    return (isinstance(t, types.Array) and t.dtype in (types.float32, types.uint8, types.int8) and t.ndim == 1
+            and t.layout == "C")
 
 
 def _load_as_float(builder, ptr, lanes, dtype):
-    """``lanes`` values at ``ptr`` (float32, or uint8 / int16 converted exactly) as a float32 vector."""
+    """``lanes`` values at ``ptr`` (float32, or uint8 / int8 / int16 converted exactly) as a float32 vector."""
     if dtype == types.float32:
         return _vector_load(builder, ptr, lanes)
     vty = ir.VectorType(ir.IntType(dtype.bitwidth), lanes)
@@ -531,7 +532,7 @@ def store_pairs(typingctx, dst, i, acc):
 
 @intrinsic
 def deinterleave_rgb32(typingctx, buf, i):
-    """32 RGB pixels ``buf[i : i + 96]`` (float32, or uint8 as floats) as 6 vectors of 16: vector ``2 c + e``
+    """32 RGB pixels ``buf[i : i + 96]`` (float32, or uint8 / int8 as floats) as 6 vectors of 16: vector ``2 c + e``
     holds channel c of the pixels of parity e (pixels e, e + 2, ..., e + 30); a few permutes instead of 96
     scalar moves."""
     if not (_is_pixels(buf) and isinstance(i, types.Integer)):
@@ -564,7 +565,7 @@ def dup8(typingctx, v):
 
 @intrinsic
 def load_pixels16(typingctx, buf, i):
-    """``buf[i : i + 16]`` (float32, or uint8 converted exactly) as one ``f32x16``."""
+    """``buf[i : i + 16]`` (float32, or uint8 / int8 converted exactly) as one ``f32x16``."""
     if not (_is_pixels(buf) and isinstance(i, types.Integer)):
         return None
 
