@@ -516,7 +516,7 @@ def _dw_pairs(src, r0, r1, r2, ow, prm, w, brow8, relu6, dst, d_base):
     pixels per 16-lane vector, the weights and bias repeated in both halves (:func:`dup8`), 16 pixels at a
     time; the last ``ow % 16`` pixels by :func:`_dw_block`. Same sums, same order."""
     b = dup8(brow8[0])
-    w0, w1, w2, w3, w4, w5, w6, w7, w8 = _dw_weights(brow8, prm, w, 8)
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = _dw_weights(brow8, prm, w, np.int64(8))  # (no literal: one compile)
     w0, w1, w2, w3, w4, w5, w6, w7, w8 = (dup8(w0), dup8(w1), dup8(w2), dup8(w3), dup8(w4), dup8(w5), dup8(w6),
                                           dup8(w7), dup8(w8))
     j = 0
@@ -897,7 +897,7 @@ def _conv_row(st, k, t, a, prm, qprm, i):
                  st[k, W1], st[k, B1], cout, st[k, RELU1] != 0, a, _row(t, to, i))
     if qprm is not None:                # (None: a float model; Numba then compiles no integer code)
         if st[k, Q1] >= 0:
-            _requant_rows(t, to, a, i, 1, prm, qprm, st[k, Q1])
+            _requant_rows(t, to, a, i, np.int64(1), prm, qprm, st[k, Q1])   # (no literal: one compile)
 
 
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
@@ -1052,7 +1052,7 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
         dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits, head[5])
         if qprm is not None:
             if head[4] >= 0:
-                requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])
+                requant_run(logits, np.int64(0), nimg, head[3], prm, qprm, head[4])
         if cycles.size > 0:
             cycles[cycles.size - 1] += cycle_counter() - start
     return bad
@@ -1075,5 +1075,5 @@ def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pool
         dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits, head[5])
         if qprm is not None:
             if head[4] >= 0:
-                requant_run(logits, 0, nimg, head[3], prm, qprm, head[4])
+                requant_run(logits, np.int64(0), nimg, head[3], prm, qprm, head[4])
     return bad.sum()
