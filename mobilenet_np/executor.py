@@ -217,6 +217,9 @@ class FastExecutor:
         layer, p = self._layers[-1]
         self._head = np.array([p["w"], p["b"], p["cin"], p["cout"], self._requant.get(layer.name, -1),
                                p.get("w16", -1)], np.int64) if layer.op == "logits" else None
+        # the real (unpadded) widths of the pooled features and the logits (0: no logits layer)
+        self.num_classes = layer.out_channels if layer.op == "logits" else 0
+        self.num_features = self._layers[-2 if self.num_classes else -1][0].out_channels
         self._no_head = np.array([0, 0, 0, 0, -1, -1], np.int64)
         self._no_cycles = np.zeros(0, np.int64)
         self._no_ends = np.zeros(0, np.float32)
@@ -494,12 +497,12 @@ class FastExecutor:
         return (*self._call(x, plan, self._head if logits else self._no_head, record, cycles), plan)
 
     def _features_of(self, pooled, n, plan):
-        c = self.architecture.num_features
+        c = self.num_features
         f = pooled.reshape(n, plan.features)
         return f if c == plan.features else np.ascontiguousarray(f[:, :c])
 
     def _logits_of(self, out, n):
-        c = self.architecture.num_classes
+        c = self.num_classes
         z = out.reshape(n, self._head[3])
         return z if c == z.shape[1] else np.ascontiguousarray(z[:, :c])
 
@@ -538,7 +541,7 @@ class FastExecutor:
         out = np.empty(max(n, 1) * cout, np.float32)
         if n:
             fused.dense(f.ravel(), n, cin, self.params, w, b, cout, out, self._head[5])
-        return out[:n * cout].reshape(n, cout)[:, :self.architecture.num_classes]
+        return out[:n * cout].reshape(n, cout)[:, :self.num_classes]
 
 
 # ---------------------------------------------------------------------------------------------------------

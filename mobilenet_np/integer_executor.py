@@ -278,11 +278,7 @@ class IntegerExecutor(FastExecutor):
         head = self._head if logits and self._head is not None else self._no_head
         pooled, out, _ = self._call(x, plan, head, False, None)
         n = len(x)
-        layers = self._layers
-        pooled = pooled.reshape(n, plan.features)[:, :layers[-2 if self._head is not None else -1][0].out_channels]
-        if head[3] == 0:
-            return pooled, None
-        return pooled, out.reshape(n, head[3])[:, :layers[-1][0].out_channels]
+        return self._features_of(pooled, n, plan), (self._logits_of(out, n) if head[3] else None)
 
 
 def finish(chain, executor, model, q, want):

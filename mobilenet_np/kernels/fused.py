@@ -66,7 +66,7 @@ from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, 
                    tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "2b905e9e089be3ef"
+COMPILED_IN = "96fc571a7aa40143"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -1031,11 +1031,22 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
     return bad
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _logits_stage(pooled, nimg, prm, qprm, head, logits):
+    """The logits layer of ``head`` (see :func:`forward`) for the ``nimg`` pooled feature vectors, into the flat
+    ``logits``; integer models then requantize them (``head[4]``: their record, -1 for none). Inlined into both
+    callers, so it costs no compile of its own."""
+    dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits, head[5])
+    if qprm is not None:
+        if head[4] >= 0:
+            requant_run(logits, np.int64(0), nimg, head[3], prm, qprm, head[4])
+
+
 @njit(cache=True, _nrt=False, nogil=True)
 def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record, head, logits, cycles):
     """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1], or an 8-bit model's own integers) one
-    after another in one arena; pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint into
-    ``ends``. When ``head`` = (weights, biases, C, classes, requantization record or -1, int16 weights or -1:
+    after another in one arena; pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint
+    into ``ends``. When ``head`` = (weights, biases, C, classes, requantization record or -1, int16 weights or -1:
     see :func:`dense`) of the logits layer has classes > 0, the logits [N, classes] go to the flat ``logits``.
     ``cycles``: see :func:`run_image` (the logits are counted as one more stage, the last entry). Returns how many
     input values are outside the input stage's range ([0, 1] for float models; NaN included), so the caller can
@@ -1049,10 +1060,7 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
                          cycles)
     if head[3] > 0 and nimg > 0:
         start = cycle_counter()
-        dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits, head[5])
-        if qprm is not None:
-            if head[4] >= 0:
-                requant_run(logits, np.int64(0), nimg, head[3], prm, qprm, head[4])
+        _logits_stage(pooled, nimg, prm, qprm, head, logits)
         if cycles.size > 0:
             cycles[cycles.size - 1] += cycle_counter() - start
     return bad
@@ -1072,8 +1080,5 @@ def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pool
             bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arenas[th], accs[th],
                                pooled, ends, record, cycles)
     if head[3] > 0 and nimg > 0:
-        dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits, head[5])
-        if qprm is not None:
-            if head[4] >= 0:
-                requant_run(logits, np.int64(0), nimg, head[3], prm, qprm, head[4])
+        _logits_stage(pooled, nimg, prm, qprm, head, logits)
     return bad.sum()

@@ -706,13 +706,17 @@ def _lanes_in(context, builder, sig, args, k, n, bits):
     return builder.fptosi(_vector_load(builder, ptr, n), ir.VectorType(ir.IntType(bits), n)), ptr
 
 
+def _splat_arg(context, builder, sig, args, k, bits, lanes):
+    """Integer argument ``k`` cast to ``bits`` bits, in ``lanes`` lanes."""
+    return _splat(builder, context.cast(builder, args[k], sig.args[k], getattr(types, f"int{bits}")), lanes)
+
+
 def _store_clamped(context, builder, sig, args, ptr, r, lo, hi):
     """``min(max(r, lo), hi)`` (integer lanes; ``lo``, ``hi``: argument numbers) as float32 lanes at ``ptr``. The
     epilogues clamp to the activation range minus the output zero point, ``min(max(r + z, lo), hi) - z`` without
     the sum that could leave int32."""
     def splat(k):
-        ity = types.int32 if r.type.element.width == 32 else types.int64
-        return _splat(builder, context.cast(builder, args[k], sig.args[k], ity), r.type.count)
+        return _splat_arg(context, builder, sig, args, k, r.type.element.width, r.type.count)
 
     v = _select_min(builder, _select_max(builder, r, splat(lo)), splat(hi))
     y = builder.sitofp(v, ir.VectorType(ir.FloatType(), r.type.count))
@@ -852,8 +856,7 @@ def _make_add(lanes, narrow):
             db, _ = _lanes_in(context, builder, sig, args, 2, lanes, bits)
 
             def splat(k):
-                return _splat(builder, context.cast(builder, args[k], sig.args[k], getattr(types, f"int{bits}")),
-                              lanes)
+                return _splat_arg(context, builder, sig, args, k, bits, lanes)
 
             def mbqm(x, q, s):
                 if narrow:
