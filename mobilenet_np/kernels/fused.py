@@ -44,12 +44,17 @@ integer-valued floats, exact below 2**24, and integer epilogues after each layer
 Summation order is the per-layer kernels' own: the bias first, then input channels (or taps, in (ky, kx, c)
 order) ascending, one multiply-add each (fused on CPUs with FMA). Nothing is reassociated.
 
-Compilation: every function here is compiled once (``cache=True``; ~15-20 s the first time, then loaded from
+Compilation: every function here is compiled once (``cache=True``; ~15-25 s the first time, then loaded from
 Numba's cache in a fraction of a second). Calls between them pass typed values, never literal constants, so
 Numba does not compile one version per constant; ``_nrt=False`` turns off reference counting, whose atomic
 increments on every call cost 15 % of the run time. Numba re-optimizes a function's whole call tree when it
-finishes compiling it, so :func:`run_image` is inlined into its callers (``inline="always"``): one pass over
-the tree less, 1-4 s of the first compile. Functions only ever called from compiled code are built without
+finishes compiling it, and emits machine code for it: each level of calls between :func:`forward` and the
+tiled kernels costs one more optimization and code generation of everything below it. So the levels in
+between are inlined into their callers (``inline="always"``): :func:`run_image`, the row kernels it calls
+(:func:`_conv_row`, :func:`_pw_rows`, :func:`_dwpw_rows`), :func:`dense` and :func:`_stationary_block`. The
+kernels called from several places (:func:`gemm`, :func:`dw_row`, ...) and the register-tiled ones stay
+functions of their own; inlining small kernels that loop (:func:`_record_rows`, :func:`_input_row`, ...) costs
+Numba more typing than it saves LLVM. Functions only ever called from compiled code are built without
 the wrapper that lets Python call them (``no_cpython_wrapper=True``): that wrapper is code too, linked into
 every caller's module and compiled again with it (1.1 s, 6 %, of the first uint8 compile).
 """
@@ -212,7 +217,7 @@ def _gemm_stationary(src, s_base, s_step, npx, rows, brow, relu6, dst, d_base, d
         d_row += d_rowstride
 
 
-@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
+@njit(cache=True, _nrt=False, inline="always")
 def _stationary_block(src, s_base, seglen, s_step, npx, prm, w, nb, brow, relu6, dst, d_base, d_step, d_rowpx,
                       d_rowstride, res, r_base, r_step):
     """:func:`_gemm_stationary` for one block of ``nb`` output channels (``brow``: its biases) with ``seglen``
@@ -327,7 +332,7 @@ def _gemv_quad(src, s_base, cin, prm, w, b_off, nb, brow, dst, d_base, int16):
     tile_store(dst, offsets(d_base + 3 * nb, 0, 0, 0, 1), a3)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def dense(f, n, cin, prm, w_off, b_off, cout, out, w16):
     """``out[i, :cout] = f[i, :cin] @ W + b`` for the flat ``f`` [n, cin] (the logits layer). Small batches
     take the rows one at a time, four of the widest blocks at once: a matrix-vector product is limited by how
@@ -875,7 +880,7 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
     return w * 3 - inside
 
 
-@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
+@njit(cache=True, _nrt=False, inline="always")
 def _conv_row(st, k, t, a, prm, qprm, i):
     """Row ``i`` of a full KxK convolution (the stem): from planar input rows by :func:`_stem_planar_row`, else
     by :func:`conv_row`."""
@@ -900,7 +905,7 @@ def _conv_row(st, k, t, a, prm, qprm, i):
             _requant_rows(t, to, a, i, np.int64(1), prm, qprm, st[k, Q1])   # (no literal: one compile)
 
 
-@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
+@njit(cache=True, _nrt=False, inline="always")
 def _pw_rows(st, k, t, a, prm, qprm, i, rows):
     """Rows ``i`` to ``i + rows - 1`` of a pointwise layer (V2's expand, or a pointwise layer on its own) as one
     GEMM; the input rows are one contiguous run (a borderless tensor whose ring holds them in order)."""
@@ -914,7 +919,7 @@ def _pw_rows(st, k, t, a, prm, qprm, i, rows):
             _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q1])
 
 
-@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
+@njit(cache=True, _nrt=False, inline="always")
 def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual):
     """Rows ``i`` to ``i + rows - 1`` of depthwise -> pointwise [+ residual]: the depthwise rows into the
     scratch rows, then one pointwise GEMM from there (adding the residual in its epilogue when
