@@ -53,7 +53,7 @@ import os
 import numpy as np
 
 from .errors import InputError, UnsupportedFormatError
-from .integer_executor import IntegerExecutor, NotAChain, finish, read_chain
+from .integer_executor import IntegerExecutor, NotAChain, finish, keeps_batch, read_chain
 from .kernels import integer_fixedpoint as FP
 from .kernels import integer_ops as IO
 from .kernels import kernel_set
@@ -340,9 +340,8 @@ class IntegerModel:
 
     def _prep_reshape(self, op, ins, out):
         x = ins[0]
-        src, dst = x.shape, out.shape
-        batch_kept = (len(src) >= 1 and len(dst) >= 1 and src[0] == 1 and dst[0] == 1
-                      and math.prod(src[1:]) == math.prod(dst[1:]))
+        dst = out.shape
+        batch_kept = keeps_batch(x, out)
 
         def run(v):
             xv = v[x.index]
@@ -355,18 +354,22 @@ class IntegerModel:
 
     _prep_squeeze = _prep_reshape
 
-    def _prep_softmax(self, op, ins, out):
-        x = ins[0]
+    def _softmax_params(self, op, x, out):
+        """``(table, s_y, z_y, uint8 output, qmin, qmax)``: the arguments :func:`~mobilenet_np.kernels.int_softmax`
+        takes after its input, for the integer SOFTMAX ``op`` from ``x`` to ``out``."""
         sx, _ = self._quant(op, x, "input")
         sy, zy = self._quant(op, out, "output")
-        table = IO.softmax_table(sx, op.options.get("beta", 1.0))
         lo, hi = FP.dtype_range(out.dtype)
-        uint8_out = out.dtype == np.uint8
+        return IO.softmax_table(sx, op.options.get("beta", 1.0)), sy, zy, out.dtype == np.uint8, lo, hi
+
+    def _prep_softmax(self, op, ins, out):
+        x = ins[0]
+        params = self._softmax_params(op, x, out)
         softmax = self._k["int_softmax"]
 
         def run(v):
             xv = v[x.index]
-            y = softmax(xv.reshape(-1, xv.shape[-1]), table, sy, zy, uint8_out, lo, hi)
+            y = softmax(xv.reshape(-1, xv.shape[-1]), *params)
             return y.reshape(xv.shape)
         return run
 

@@ -10,9 +10,10 @@ float32 multiply-add chain computes ``acc`` *exactly*, in any order. The fast ex
   zero point, as TFLite pads), weights ``q_w - z_w``, biases the int32 biases;
 * after each layer, the requantization of TFLite's reference kernels or of XNNPACK (``requant_run``), giving
   the next tensor's ``q - z``; V2's residual ADD by its integer formula (``add_run``);
-* the global pool's channel sums returned to Python, which finishes the pool (AVERAGE_POOL_2D or MEAN), the logits
-  layer (:func:`~mobilenet_np.kernels.fused.dense` + requantization) and whatever ops follow (reshape,
-  softmax) with :class:`~mobilenet_np.integer.IntegerModel`'s own per-op kernels.
+* the global pool (AVERAGE_POOL_2D or MEAN, ``pool_finish``) and the logits layer
+  (:func:`~mobilenet_np.kernels.fused.dense` + requantization) in the same compiled call; a SOFTMAX of the
+  logits (after RESHAPE / SQUEEZE) straight from its float32 ``q - z``, which serve as they are since softmax sees
+  only differences; whatever ops follow by :class:`~mobilenet_np.integer.IntegerModel`'s own per-op kernels.
 
 **Exactness bound**, checked per layer when the model is loaded: with ``M`` the largest ``|q - z|`` the layer's
 input can hold (from the producer's activation range), every partial sum is at most
@@ -21,6 +22,8 @@ is not a MobileNet chain: input -> convolutions [-> residual ADDs] -> global poo
 per-op kernels instead; :attr:`IntegerModel.fast_path` says which and why. Outputs are the same bytes either way
 (``tests/test_integer_fast.py`` checks them against TFLite).
 """
+import math
+
 import numpy as np
 
 from .architectures import Layer
@@ -54,6 +57,8 @@ class _Chain:
         self.pool = self.logits = None
         self.tail = None                        # index of the first op the per-op kernels run
         self.tail_reads_pool = False            # whether one of those reads the pool's output
+        self.softmax = None                     # (op index, the tensors it skips, int_softmax arguments) when
+        #                                         the tail starts with a SOFTMAX of the logits
 
 
 def _max_abs(lo, hi, z):
@@ -120,6 +125,14 @@ def read_chain(model):
     pooled = chain.pool[0].outputs[0]
     chain.tail_reads_pool = any(pooled in op.inputs for op in ops[chain.tail:])
     return chain
+
+
+def keeps_batch(x, y):
+    """Whether a RESHAPE / SQUEEZE from tensor ``x`` to ``y`` maps a batch of N images to N (the file's shapes
+    both start with 1 and hold as many values per image), rather than to one fixed shape."""
+    src, dst = x.shape, y.shape
+    return (len(src) >= 1 and len(dst) >= 1 and src[0] == 1 and dst[0] == 1
+            and math.prod(src[1:]) == math.prod(dst[1:]))
 
 
 def _is_shift(model, op, x, y):
@@ -221,6 +234,28 @@ def _read_logits(model, chain, k, op, reach):
     chain.requant["logits"] = (mode, zy, lo, hi, fscale, qm, shift)
     chain.logits = op
     chain.tail = k + 1
+    _read_softmax(model, chain)
+
+
+def _read_softmax(model, chain):
+    """``chain.softmax`` when the ops after the logits start with RESHAPE / SQUEEZE (each keeping the batch axis)
+    and then a SOFTMAX of their result, and no later op reads the tensors in between: :func:`finish` then takes
+    the softmax straight from the executor's logits."""
+    ops, tensors = model.tflite.operators, model.tflite.tensors
+    skipped = [chain.logits.outputs[0]]
+    for k in range(chain.tail, len(ops)):
+        op = ops[k]
+        x, out = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        if op.inputs[0] != skipped[-1]:
+            return
+        if op.name == "SOFTMAX":
+            one_row = x.shape[-1] == math.prod(x.shape[1:])       # each image's logits: one softmax row
+            if one_row and not any(i in skipped for later in ops[k + 1:] for i in later.inputs):
+                chain.softmax = (k, frozenset(skipped), model._softmax_params(op, x, out))
+            return
+        if op.name not in ("RESHAPE", "SQUEEZE") or not keeps_batch(x, out):
+            return
+        skipped.append(out.index)
 
 
 class IntegerExecutor(FastExecutor):
@@ -283,19 +318,29 @@ class IntegerExecutor(FastExecutor):
 
 def finish(chain, executor, model, q, want):
     """The value of tensor ``want`` for input integers ``q``: the pool's output, or a tensor of the per-op tail
-    (the ops after the pool and logits, run by the per-op kernels on the executor's logits). Asked for the pool's
-    output, the executor skips the logits layer."""
+    (the ops after the pool and logits, run by the per-op kernels on the executor's logits; a SOFTMAX of the
+    logits straight from the executor's, see :func:`_read_softmax`). Asked for the pool's output, the executor
+    skips the logits layer."""
     tensors = model.tflite.tensors
     pool = tensors[chain.pool[0].outputs[0]]
     pooled, logits = executor.run_integer(q, logits=want != pool.index)
     values = {}
     if want == pool.index or chain.tail_reads_pool:
         values[pool.index] = _as_tensor(pooled, pool, chain.pool[1][4], len(q))
-    if logits is not None:
+    first = chain.tail
+    if logits is not None and chain.softmax is not None and want not in chain.softmax[1]:
+        # the SOFTMAX straight from the executor's q - z: it sees only differences of its inputs, so the zero
+        # point need not be added (nor the tensors in between made)
+        first, _, params = chain.softmax
+        t = tensors[model.tflite.operators[first].outputs[0]]
+        y = IO.int_softmax_into(logits, *params, np.empty(logits.shape, t.dtype))
+        values[t.index] = y.reshape((len(q),) + tuple(t.shape[1:]))
+        first += 1
+    elif logits is not None:
         t = tensors[chain.logits.outputs[0]]
         values[t.index] = _as_tensor(logits, t, chain.requant["logits"][1], len(q))
     if want not in values:
-        model.run_ops(values, chain.tail)
+        model.run_ops(values, first)
     return values[want]
 
 

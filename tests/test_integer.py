@@ -104,6 +104,7 @@ def compare_with_tflite(model, interpreter, images):
         interpreter.invoke()
         for i, v in fast.items():
             ref = interpreter.get_tensor(i)
+            assert v[k:k + 1].shape == ref.shape and v.dtype == ref.dtype, model.endpoint_names[i]
             bad = int(np.count_nonzero(v[k:k + 1] != ref))
             elements += ref.size
             mismatches += bad
@@ -308,7 +309,13 @@ def test_integer_elementwise_kernels_match_twins(c):
     same("int_mean_hw", a, za, qm, shift, IO.mean_scale_xnnpack(sa, sy, c["h"] * c["w"]), zy, lo, hi,
          c["mode"] % 2)
     logits = a.reshape(-1, c["cin"])
-    same("int_softmax", logits, IO.softmax_table(sa, 1.0), np.float32(1 / 256), lo, dtype == np.uint8, lo, hi)
+    softmax_args = (IO.softmax_table(sa, 1.0), np.float32(1 / 256), lo, dtype == np.uint8, lo, hi)
+    probs = same("int_softmax", logits, *softmax_args)
+    # the fast executor hands its softmax the logits as float32 q - z, and wants the output's own type: softmax
+    # only sees differences, so the same bytes
+    y = np.empty(logits.shape, dtype)
+    assert IO.int_softmax_into((logits.astype(np.int64) - za).astype(np.float32), *softmax_args, y) is y
+    assert np.array_equal(y, probs)
     qm, shift = FP.quantize_multiplier(float(sa) / float(sy))
     same("int_requantize", a, za, qm, shift, zy, lo, hi)
     f = same("int_dequantize", a, sa, za)
@@ -361,23 +368,31 @@ def test_fixture_models_bit_exact(rel, rounding, report):
     assert mismatches == 0, "; ".join(first)
     assert tensors == len(model.tflite.operators) + 2
     assert model.fast_path == "fast executor"
+    ops = [op.name for op in model.tflite.operators[model._chain.tail:]]
+    assert ops == ["RESHAPE", "SOFTMAX"] and model._chain.softmax is not None    # output(): the softmax from
+    #                                                                             the executor's logits
 
 
-@pytest.fixture(scope="module")
-def calibrated_v2():
-    """Keras MobileNetV2(alpha=0.35, 96x96, weights=None) and its calibration images. ``weights=None`` leaves
-    every BatchNorm at mean 0 / variance 1, so the activations shrink layer after layer (the converter then picks
-    scales of ~1e-8 and the model tests nothing); one training-mode call with momentum 0 on the calibration
-    images sets the moving statistics to batch statistics first."""
-    tf = pytest.importorskip("tensorflow")
-    tf.keras.utils.set_random_seed(0)
-    net = tf.keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None)
-    calibration = random_images(8, 96, 96, seed=1) * 2.0 - 1.0
+def _calibrated(tf, net, size):
+    """Calibration images for ``net`` (built with ``weights=None``), after setting its BatchNorm statistics from
+    them: ``weights=None`` leaves every BatchNorm at mean 0 / variance 1, so the activations shrink layer after
+    layer (the converter then picks scales of ~1e-8 and the model tests nothing); one training-mode call with
+    momentum 0 on the calibration images sets the moving statistics to batch statistics first."""
+    calibration = random_images(8, size, size, seed=1) * 2.0 - 1.0
     for layer in net.layers:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             layer.momentum = 0.0
     net(calibration, training=True)
-    return net, calibration
+    return calibration
+
+
+@pytest.fixture(scope="module")
+def calibrated_v2():
+    """Keras MobileNetV2(alpha=0.35, 96x96, weights=None) and its calibration images (:func:`_calibrated`)."""
+    tf = pytest.importorskip("tensorflow")
+    tf.keras.utils.set_random_seed(0)
+    net = tf.keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None)
+    return net, _calibrated(tf, net, 96)
 
 
 def _full_integer(tf, net, calibration, io_type, path):
@@ -409,11 +424,27 @@ def int8_io_model(calibrated_v2, tmp_path_factory):
                          tmp_path_factory.mktemp("int8") / "mobilenet_v2_0.35_96_int8_io.tflite")
 
 
-def _int8_images():
-    pixels = np.round(random_images(4, 96, 96, seed=7) * 255.0).astype(np.uint8)
+@pytest.fixture(scope="module")
+def int8_v1_model(tmp_path_factory):
+    """Keras MobileNet(alpha=0.25, 128x128, weights=None) with a 1000-way softmax layer on its pooled features,
+    calibrated, as full-integer int8 with uint8 input and output. Its 256 features keep the logits' partial sums
+    below 2**24 (V2's 1280 do not), so its logits and the SOFTMAX after them run on the fast path, without
+    fixture files. (Keras's own top ends in a Reshape to a batch-sized shape, which TF converts to ops computing
+    that shape.)"""
+    tf = pytest.importorskip("tensorflow")
+    tf.keras.utils.set_random_seed(0)
+    base = tf.keras.applications.MobileNet(alpha=0.25, input_shape=(128, 128, 3), weights=None, include_top=False,
+                                           pooling="avg")
+    net = tf.keras.Model(base.input, tf.keras.layers.Dense(1000, activation="softmax")(base.output))
+    return _full_integer(tf, net, _calibrated(tf, net, 128), tf.uint8,
+                         tmp_path_factory.mktemp("int8") / "mobilenet_v1_0.25_128_int8.tflite")
+
+
+def _int8_images(size=96):
+    pixels = np.round(random_images(4, size, size, seed=7) * 255.0).astype(np.uint8)
     root = fixtures_dir()
     if root is not None and (root / "images").is_dir():
-        pixels = np.concatenate([_photos(96)[:4], pixels])
+        pixels = np.concatenate([_photos(size)[:4], pixels])
     return pixels
 
 
@@ -456,6 +487,22 @@ def test_int8_input_model(int8_io_model, report):
         tensors, elements, mismatches, first = compare_with_tflite(model, _interpreter(int8_io_model, rounding),
                                                                    images)
         report.append(("the same, int8 input and output", rounding, len(images), tensors, elements, mismatches))
+        assert mismatches == 0, "; ".join(first)
+
+
+@pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`")
+def test_int8_softmax_on_the_fast_path(int8_v1_model, report):
+    """``output()`` takes the int8 SOFTMAX straight from the fast executor's logits, then runs the QUANTIZE to
+    uint8 after it on the per-op kernels: TFLite's bytes, with both roundings."""
+    for rounding in ("reference", "xnnpack"):
+        model = _model(int8_v1_model, rounding)
+        tail = [op.name for op in model.tflite.operators[model._chain.tail:]]
+        assert model.fast_path == "fast executor" and model._chain.logits is not None
+        assert tail == ["SOFTMAX", "QUANTIZE"] and model._chain.softmax is not None
+        assert model.tflite.tensors[model.tflite.operators[-2].outputs[0]].dtype == np.int8
+        tensors, elements, mismatches, first = compare_with_tflite(model, _interpreter(int8_v1_model, rounding),
+                                                                   _int8_images(128))
+        report.append(("keras_mobilenet_v1_0.25_128_int8.tflite", rounding, 8, tensors, elements, mismatches))
         assert mismatches == 0, "; ".join(first)
 
 

@@ -71,7 +71,7 @@ from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, 
                    tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "96fc571a7aa40143"
+COMPILED_IN = "5bf0cb02d34853e9"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 

@@ -251,9 +251,15 @@ def softmax_table(input_scale, beta):
 
 
 @njit(cache=True)
-def int_softmax(x, table, out_scale, out_zp, uint8_output, qmin, qmax):
+def int_softmax_into(x, table, out_scale, out_zp, uint8_output, qmin, qmax, y):
+    """TFLite's integer SOFTMAX of the rows of ``x`` [rows, k] into ``y`` (any integer type): with ``m`` the row's
+    maximum, ``p_j = T[255 - (m - x_j)] / (float32 sum of the row's T[...]) / s_y``, rounded (uint8 output:
+    ``(int)(p + 0.5f)``; int8: half away from zero, plus ``z_y``) and clamped to ``[qmin, qmax]``.
+
+    ``x`` holds integers of any type, also as float32: only the differences ``m - x_j`` are used, so the fast
+    executor's ``q - z`` (the logits less their zero point) gives the same bytes as ``q`` itself.
+    """
     rows, k = x.shape
-    y = np.empty((rows, k), dtype=np.int32)
     for r in range(rows):
         mx = np.int64(x[r, 0])
         for j in range(1, k):
@@ -261,16 +267,23 @@ def int_softmax(x, table, out_scale, out_zp, uint8_output, qmin, qmax):
         base = 255 - mx
         total = np.float32(0.0)
         for j in range(k):
-            total += table[base + x[r, j]]
+            total += table[base + np.int64(x[r, j])]
         inv = np.float32(1.0) / (total * out_scale)
         for j in range(k):
-            p = table[base + x[r, j]] * inv
+            p = table[base + np.int64(x[r, j])] * inv
             if uint8_output:
                 q = np.int64(p + np.float32(0.5))
             else:
                 q = np.int64(np.floor(np.float64(p) + 0.5)) + out_zp
             y[r, j] = min(max(q, qmin), qmax)
     return y
+
+
+@njit(cache=True)
+def int_softmax(x, table, out_scale, out_zp, uint8_output, qmin, qmax):
+    """:func:`int_softmax_into` a new int32 array."""
+    return int_softmax_into(x, table, out_scale, out_zp, uint8_output, qmin, qmax,
+                            np.empty(x.shape, dtype=np.int32))
 
 
 def int_softmax_numpy(x, table, out_scale, out_zp, uint8_output, qmin, qmax):
