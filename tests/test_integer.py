@@ -500,9 +500,11 @@ def test_int8_softmax_on_the_fast_path(int8_v1_model, report):
         assert model.fast_path == "fast executor" and model._chain.logits is not None
         assert tail == ["SOFTMAX", "QUANTIZE"] and model._chain.softmax is not None
         assert model.tflite.tensors[model.tflite.operators[-2].outputs[0]].dtype == np.int8
+        images = _int8_images(128)
         tensors, elements, mismatches, first = compare_with_tflite(model, _interpreter(int8_v1_model, rounding),
-                                                                   _int8_images(128))
-        report.append(("keras_mobilenet_v1_0.25_128_int8.tflite", rounding, 8, tensors, elements, mismatches))
+                                                                   images)
+        report.append(("keras_mobilenet_v1_0.25_128_int8.tflite", rounding, len(images), tensors, elements,
+                       mismatches))
         assert mismatches == 0, "; ".join(first)
 
 
