@@ -57,8 +57,9 @@ class _Chain:
         self.pool = self.logits = None
         self.tail = None                        # index of the first op the per-op kernels run
         self.tail_reads_pool = False            # whether one of those reads the pool's output
-        self.softmax = None                     # (op index, the tensors it skips, int_softmax arguments) when
-        #                                         the tail starts with a SOFTMAX of the logits
+        self.softmax = None                     # (the tensors it skips, its op index, its output tensor,
+        #                                         int_softmax arguments) when the tail starts with a SOFTMAX of
+        #                                         the logits
 
 
 def _max_abs(lo, hi, z):
@@ -251,7 +252,7 @@ def _read_softmax(model, chain):
         if op.name == "SOFTMAX":
             one_row = x.shape[-1] == math.prod(x.shape[1:])       # each image's logits: one softmax row
             if one_row and not any(i in skipped for later in ops[k + 1:] for i in later.inputs):
-                chain.softmax = (k, frozenset(skipped), model._softmax_params(op, x, out))
+                chain.softmax = (frozenset(skipped), k, out, model._softmax_params(op, x, out))
             return
         if op.name not in ("RESHAPE", "SQUEEZE") or not keeps_batch(x, out):
             return
@@ -328,14 +329,13 @@ def finish(chain, executor, model, q, want):
     if want == pool.index or chain.tail_reads_pool:
         values[pool.index] = _as_tensor(pooled, pool, chain.pool[1][4], len(q))
     first = chain.tail
-    if logits is not None and chain.softmax is not None and want not in chain.softmax[1]:
+    if logits is not None and chain.softmax is not None and want not in chain.softmax[0]:
         # the SOFTMAX straight from the executor's q - z: it sees only differences of its inputs, so the zero
         # point need not be added (nor the tensors in between made)
-        first, _, params = chain.softmax
-        t = tensors[model.tflite.operators[first].outputs[0]]
+        _, k, t, params = chain.softmax
         y = IO.int_softmax_into(logits, *params, np.empty(logits.shape, t.dtype))
         values[t.index] = y.reshape((len(q),) + tuple(t.shape[1:]))
-        first += 1
+        first = k + 1
     elif logits is not None:
         t = tensors[chain.logits.outputs[0]]
         values[t.index] = _as_tensor(logits, t, chain.requant["logits"][1], len(q))
