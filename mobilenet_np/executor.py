@@ -10,9 +10,10 @@
   order in which stages compute their output rows. The schedule is found by pulling: to make the pool's
   next row, make the rows it reads first, recursively; so each row is consumed soon after it is made and each
   tensor only keeps a few rows (the ring size, measured on the schedule itself). Plans are cached by input
-  size; arenas are kept for reuse, one per call running at the same time (calls from several Python threads
-  run at once).
+  size; arenas are kept with their plan for reuse, one per call running at the same time (calls from several
+  Python threads run at once).
 """
+import collections
 import threading
 
 import numpy as np
@@ -145,12 +146,14 @@ def assign_offsets(sizes, lifetimes):
 class Plan:
     """The stages, tensors and schedule for one input size (int64 arrays for :func:`fused.forward`), the
     arena size in floats, the padded feature count and the endpoint layout (``ends``: name -> (offset per
-    image, shape without N); ``ends_size``: floats per image)."""
+    image, shape without N); ``ends_size``: floats per image). ``free``: per thread count, the buffer sets no
+    call is using (see :meth:`FastExecutor._take_buffers`)."""
 
     def __init__(self, stages, tensors, schedule, arena_size, features, ends, ends_size, names):
         self.stages, self.tensors, self.schedule = stages, tensors, schedule
         self.names = names   # per stage, the layers it computes
         self.arena_size, self.features, self.ends, self.ends_size = arena_size, features, ends, ends_size
+        self.free = collections.defaultdict(list)
 
 
 class _Stage:
@@ -223,8 +226,8 @@ class FastExecutor:
         self._no_head = np.array([0, 0, 0, 0, -1, -1], np.int64)
         self._no_cycles = np.zeros(0, np.int64)
         self._no_ends = np.zeros(0, np.float32)
+        self._no_logits = np.zeros((0, 0), np.float32)
         self._plans = {}
-        self._arenas = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ hooks
@@ -434,30 +437,33 @@ class FastExecutor:
             for col, value in st.cols.items():
                 row[getattr(fused, col)] = int(value)
             rows.append(row)
-        return Plan(np.stack(rows), np.stack(tensors), schedule, offset + ALIGN, features, ends, ends_size,
+        # the arena is also where the logits layer writes its padded rows (fused._logits_stage): at least one
+        arena = max(offset + ALIGN, _aligned(self._head[3]) if self._head is not None else 0)
+        return Plan(np.stack(rows), np.stack(tensors), schedule, arena, features, ends, ends_size,
                     [st.names for st in stages])
 
     # ------------------------------------------------------------------------------------------ running
     # Everything here runs on every call, and right after a pass whose weights and maps have pushed the
     # interpreter's own code and data out of the caches, or after other engines that did: there each Python or
     # NumPy operation costs several times what it costs in a loop of its own (measured: a 15 us snippet of
-    # allocations and a reduction took 38 us right after a V1 0.25/224 pass). So the calls below do few of them:
-    # buffers kept with their views, the out-of-range count returned by the pass, no work for an unasked output.
+    # allocations and a reduction took 38 us right after a V1 0.25/224 pass; the steps of a classify() call
+    # took 6-23 us each right after other engines, 1-12 us in a loop). So the calls below do few of them:
+    # buffers kept with their plan and taken without a lock, the out-of-range count returned by the pass, the
+    # logits written by the pass into the array returned, no array made for an unasked output.
     def _take_buffers(self, plan, threads):
-        """``(arenas, accumulators, arenas[0], accumulators[0])`` for ``plan``, for this call alone: a free set
-        kept from an earlier call, else a new one. Calls from several Python threads therefore run at once (the
-        compiled pass releases the GIL), each in its own arena; :meth:`_give_back` keeps them for the next call."""
-        key = (id(plan), threads)
-        with self._lock:
-            free = self._arenas.get(key)
-            if free:
-                return free.pop()
-        arenas, accs = aligned_zeros((threads, plan.arena_size)), np.zeros((threads, plan.features), np.float64)
-        return arenas, accs, arenas[0], accs[0]
+        """``[arenas, accumulators, arenas[0], accumulators[0], pooled scratch]`` for ``plan``, for this call
+        alone: a free set kept from an earlier call, else a new one. Calls from several Python threads therefore
+        run at once (the compiled pass releases the GIL), each in its own arena; :meth:`_give_back` keeps them for
+        the next call. (``list.pop`` and ``append`` are atomic: no lock is needed.)"""
+        try:
+            return plan.free[threads].pop()
+        except IndexError:
+            arenas = aligned_zeros((threads, plan.arena_size))
+            accs = np.zeros((threads, plan.features), np.float64)
+            return [arenas, accs, arenas[0], accs[0], np.empty(plan.features, np.float32)]
 
     def _give_back(self, plan, threads, bufs):
-        with self._lock:
-            self._arenas.setdefault((id(plan), threads), []).append(bufs)
+        plan.free[threads].append(bufs)
 
     def run(self, x, logits=False, record=False, cycles=None):
         """``(features [N, C], logits [N, classes] or None, endpoints or None)`` for checked images ``x``
@@ -470,9 +476,11 @@ class FastExecutor:
         if logits and self._head is None:
             raise ValueError("this model has no logits layer")
         n = len(x)
-        pooled, out, ends, plan = self._run(x, logits, record, cycles)
+        plan = self.plan(x.shape[1], x.shape[2], record)
+        pooled, z, ends = self._call(x, plan, self._head if logits else self._no_head, record, cycles)
         features = self._features_of(pooled, n, plan)
-        z = self._logits_of(out, n) if logits else None
+        if not logits:
+            z = None
         if not record:
             return features, z, None
         endpoints = {}
@@ -484,39 +492,38 @@ class FastExecutor:
     def classify(self, x):
         """The logits ``[N, classes]`` of images ``x`` already checked by
         :func:`~mobilenet_np.inputs.check_images` (C-contiguous float32): :meth:`run` without its features."""
-        _, out, _, _ = self._run(x, True, False, None)
-        return self._logits_of(out, len(x))
+        if self._head is None:
+            raise ValueError("this model has no logits layer")
+        return self._call(x, self.plan(x.shape[1], x.shape[2]), self._head, False, None, features=False)[1]
 
     def features(self, x):
         """The pooled features ``[N, C]`` of images ``x`` already checked (see :meth:`classify`)."""
-        pooled, _, _, plan = self._run(x, False, False, None)
-        return self._features_of(pooled, len(x), plan)
-
-    def _run(self, x, logits, record, cycles):
-        plan = self.plan(x.shape[1], x.shape[2], record)
-        return (*self._call(x, plan, self._head if logits else self._no_head, record, cycles), plan)
+        plan = self.plan(x.shape[1], x.shape[2])
+        return self._features_of(self._call(x, plan, self._no_head, False, None)[0], len(x), plan)
 
     def _features_of(self, pooled, n, plan):
         c = self.num_features
         f = pooled.reshape(n, plan.features)
         return f if c == plan.features else np.ascontiguousarray(f[:, :c])
 
-    def _logits_of(self, out, n):
-        c = self.num_classes
-        z = out.reshape(n, self._head[3])
-        return z if c == z.shape[1] else np.ascontiguousarray(z[:, :c])
-
-    def _call(self, x, plan, head, record, cycles):
+    def _call(self, x, plan, head, record, cycles, features=True):
         """One compiled call for the batch ``x`` (C-contiguous float32, or an 8-bit model's own integers):
-        ``(pooled, logits, endpoints)`` as flat float32 buffers (logits ``[N * classes]``, padded classes
-        included). Refuses images with values outside the input stage's range."""
+        ``(pooled, logits, endpoints)``: the pooled features as a flat float32 buffer ``[N * padded features]``
+        (without ``features``, a scratch buffer the next call reuses), the logits ``[N, classes]`` (float32; an
+        empty array when ``head`` has none) and the flat endpoint buffer. Refuses images with values outside the
+        input stage's range."""
         n = x.shape[0]
-        pooled = np.empty(n * plan.features, np.float32)
-        out = np.empty(n * head[3], np.float32)
+        out = np.empty((n, self.num_classes), np.float32) if head[3] else self._no_logits
         ends = np.empty(n * plan.ends_size, np.float32) if record else self._no_ends
         threads = 1 if cycles is not None or n <= 1 else min(self.threads, n)
         bufs = self._take_buffers(plan, threads)
         try:
+            if features:
+                pooled = np.empty(n * plan.features, np.float32)
+            else:
+                pooled = bufs[4]
+                if pooled.size < n * plan.features:
+                    pooled = bufs[4] = np.empty(n * plan.features, np.float32)
             if threads == 1:
                 bad = fused.forward(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams, bufs[2],
                                     bufs[3], pooled, ends, record, head, out,

@@ -6,6 +6,8 @@ import numpy as np
 from .architectures import MIN_INPUT_SIZE
 from .errors import InputError
 
+_FLOAT32 = np.dtype(np.float32)
+
 
 def check_images(images, values=True):
     """Return ``images`` as a C-contiguous float32 ``[N, H, W, 3]`` array in [0, 1], or raise :class:`InputError`.
@@ -16,19 +18,24 @@ def check_images(images, values=True):
     range) for callers that check them on the way, like the fast executor (:func:`check_values` then names the
     problem).
     """
-    x = np.asarray(images)
-    if x.ndim != 4:
-        hint = " (for one image use images[None])" if x.ndim == 3 else ""
-        raise InputError(f"images must have shape [batch, height, width, 3]; got shape {x.shape}{hint}")
-    if x.shape[3] != 3:
-        raise InputError(f"images must have 3 (RGB) channels in the last axis; got shape {x.shape}")
-    if x.dtype.kind != "f":
+    # (an array that needs no conversion is checked by a few attribute reads: every call runs this, and
+    # right after a pass each NumPy call costs several microseconds, see executor.py)
+    x = images if type(images) is np.ndarray else np.asarray(images)
+    shape = x.shape
+    if len(shape) != 4:
+        hint = " (for one image use images[None])" if len(shape) == 3 else ""
+        raise InputError(f"images must have shape [batch, height, width, 3]; got shape {shape}{hint}")
+    if shape[3] != 3:
+        raise InputError(f"images must have 3 (RGB) channels in the last axis; got shape {shape}")
+    ready = x.dtype is _FLOAT32 and x.flags.c_contiguous
+    if not ready and x.dtype.kind != "f":
         hint = "; divide uint8 images by 255" if x.dtype == np.uint8 else ""
         raise InputError(f"images must be floating point with values in [0, 1]; got dtype {x.dtype}{hint}")
-    if x.shape[1] < MIN_INPUT_SIZE or x.shape[2] < MIN_INPUT_SIZE:
+    if shape[1] < MIN_INPUT_SIZE or shape[2] < MIN_INPUT_SIZE:
         raise InputError(f"images must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels; "
-                         f"got {x.shape[1]}x{x.shape[2]}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+                         f"got {shape[1]}x{shape[2]}")
+    if not ready:
+        x = np.ascontiguousarray(x, dtype=np.float32)
     if values:
         check_values(x)
     return x

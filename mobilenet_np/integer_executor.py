@@ -303,18 +303,18 @@ class IntegerExecutor(FastExecutor):
         self._pool_record = add(record + [params.add([fscale])])
         self.qparams = np.concatenate(records)
 
-    def run_integer(self, q, logits=True):
-        """``(pooled, logits)``: the integer global pool's output ``[N, C]`` and the logits layer's ``[N, classes]``
-        (None without one, or when ``logits`` is false: the pass then skips that layer) for the images ``q`` (the
-        input tensor's integers, ``[N, H, W, 3]``), as float32 ``q - z`` (each exact: add the zero point)."""
+    def run_integer(self, q, logits=True, pooled=True):
+        """``(pooled, logits)``: the integer global pool's output ``[N, C]`` (None without ``pooled``) and the
+        logits layer's ``[N, classes]`` (None without one, or when ``logits`` is false: the pass then skips that
+        layer) for the images ``q`` (the input tensor's integers, ``[N, H, W, 3]``), as float32 ``q - z`` (each
+        exact: add the zero point)."""
         # 8-bit images go in as they are (the input stage converts them: a quarter of the bytes to read, and no
         # float copy made here)
         x = np.ascontiguousarray(q)
         plan = self.plan(x.shape[1], x.shape[2])
         head = self._head if logits and self._head is not None else self._no_head
-        pooled, out, _ = self._call(x, plan, head, False, None)
-        n = len(x)
-        return self._features_of(pooled, n, plan), (self._logits_of(out, n) if head[3] else None)
+        f, out, _ = self._call(x, plan, head, False, None, features=pooled)
+        return (self._features_of(f, len(x), plan) if pooled else None), (out if head[3] else None)
 
 
 def finish(chain, executor, model, q, want):
@@ -324,9 +324,10 @@ def finish(chain, executor, model, q, want):
     skips the logits layer."""
     tensors = model.tflite.tensors
     pool = tensors[chain.pool[0].outputs[0]]
-    pooled, logits = executor.run_integer(q, logits=want != pool.index)
+    need_pool = want == pool.index or chain.tail_reads_pool
+    pooled, logits = executor.run_integer(q, logits=want != pool.index, pooled=need_pool)
     values = {}
-    if want == pool.index or chain.tail_reads_pool:
+    if need_pool:
         values[pool.index] = _as_tensor(pooled, pool, chain.pool[1][4], len(q))
     first = chain.tail
     if logits is not None and chain.softmax is not None and want not in chain.softmax[0]:

@@ -210,6 +210,9 @@ class Model(HubInterface):
 
     def features(self, images, batch_size=DEFAULT_BATCH_SIZE):
         """The pooled feature vector ``[N, C]`` (256 for V1 0.25, 1280 for V2 0.5)."""
+        executor = self.executor
+        if executor is not None:
+            return self._batched(images, batch_size, executor.features)
         return self._batched(images, batch_size, lambda x: self._forward(x, False)[0])
 
     def predictions(self, images, batch_size=DEFAULT_BATCH_SIZE):

@@ -149,6 +149,11 @@ def _pair(family, alpha, num_classes=1001, seed=0):
             Model(ws.architecture(), ws.variables, weights=ws, engine="layers"))
 
 
+def _free_buffers(executor):
+    """Every buffer set the executor keeps for reuse, over all its plans and thread counts."""
+    return [bufs for plan in executor._plans.values() for free in plan.free.values() for bufs in free]
+
+
 @pytest.mark.parametrize("family,alpha,n,size", [
     ("v1", 0.25, 2, (64, 96)), ("v1", 0.25, 1, (128, 128)), ("v1", 0.25, 1, (50, 67)),   # 67: odd, left pad 1
     ("v1", 0.3, 3, (37, 45)),                                                            # 0.3: channels 9, 19, ...
@@ -165,6 +170,24 @@ def test_executor_matches_layer_by_layer_path(family, alpha, n, size):
     assert_close(fast.classify(images), expected["Logits"], "engine_vs_engine", "classify")
     assert_close(fast.features(images), expected[fast.architecture.feature_endpoint][:, 0, 0], "engine_vs_engine",
                  "features")
+
+
+def test_logits_of_more_images_than_the_arena_holds():
+    """The pass writes the logits layer's padded rows into the arena, as many images at a time as it holds, and
+    copies the real classes out (fused._logits_stage): at 32x32 V1 0.25's arena holds 10 rows of 1008, so 11
+    images take two runs. Each image's logits must be those of a call of its own (same bytes), and the
+    layer-by-layer path's; so must an integer model's (test_integer_fast)."""
+    fast, layers = _pair("v1", 0.25)
+    images = random_images(11, 32, 32, seed=3)
+    per_run = fast.executor.plan(32, 32).arena_size // fast.executor._head[3]
+    assert 1 <= per_run < len(images)
+    got = fast.classify(images)
+    assert got.shape == (11, 1001) and got.flags.c_contiguous
+    alone = np.concatenate([fast.classify(images[i:i + 1]) for i in range(len(images))])
+    assert np.array_equal(got, alone)
+    assert_close(got, layers.classify(images), "engine_vs_engine", "classify, 11 images in two runs")
+    features, logits, _ = fast.executor.run(images, logits=True)
+    assert np.array_equal(logits, got) and np.array_equal(features, fast.features(images))
 
 
 def test_planar_stem_sums_exactly_like_the_gemm():
@@ -252,15 +275,15 @@ def test_calls_from_several_python_threads_run_at_once_and_agree(monkeypatch):
     assert sorted(met) == [0, 1]
     for g, e in zip(got, expected):
         assert np.array_equal(g, e)
-    free = fast.executor._arenas.values()
-    assert 2 <= sum(len(f) for f in free) <= 4       # arenas are kept for reuse, at most one per caller
+    assert 2 <= len(_free_buffers(fast.executor)) <= 4       # arenas are kept for reuse, at most one per caller
 
 
 def check_arena_bounds(ex, images, record):
     """Run ``images`` through executor ``ex`` with guard zones around the arena and the outputs: nothing may be
     written outside them, nor to the parameters. The arena starts full of NaN (what tensors sharing its memory
     leave behind): the outputs must be those of a fresh zeroed arena, so no border or zero row is read before
-    it is zeroed."""
+    it is zeroed. With a logits layer, the pass also writes its padded rows into the arena (one image at a
+    time here, the arena given being exactly the plan's size) and the real classes to the logits array."""
     n = len(images)
     plan = ex.plan(images.shape[1], images.shape[2], record)
     guard = 4096
@@ -270,18 +293,23 @@ def check_arena_bounds(ex, images, record):
     acc = np.zeros(plan.features, np.float64)
     pooled = np.full(n * plan.features + guard, 7.0, np.float32)
     ends = np.full(max(n * plan.ends_size, 1) + guard, 7.0, np.float32)
+    head = ex._no_head if ex._head is None else ex._head
+    classes = ex.num_classes if ex._head is not None else 0
+    logits = np.full(n * classes + guard, 7.0, np.float32)
     params, qparams = ex.params.copy(), None if ex.qparams is None else ex.qparams.copy()
     fused.forward(images, plan.stages, plan.tensors, plan.schedule, ex.params, ex.qparams, inner, acc, pooled, ends,
-                  record, ex._no_head, pooled, np.zeros(0, np.int64))
+                  record, head, logits[:n * classes].reshape(n, classes), np.zeros(0, np.int64))
     assert np.all(arena[:guard] == 7.0) and np.all(arena[-guard:] == 7.0)
     assert np.all(pooled[n * plan.features:] == 7.0)
     assert np.all(ends[max(n * plan.ends_size, 1):] == 7.0)
+    assert np.all(logits[n * classes:] == 7.0)
     # (bit for bit: the integer models' int16 weights, read as float32, may look like NaN)
     assert ex.params.tobytes() == params.tobytes() and (qparams is None or np.array_equal(ex.qparams, qparams))
     if record:
         assert not np.any(ends[:n * plan.ends_size] == 7.0)   # every endpoint value written
-    fresh, _, _ = ex._call(images, plan, ex._no_head, record, None)
+    fresh, fresh_logits, _ = ex._call(images, plan, head, record, None)
     assert np.array_equal(pooled[:n * plan.features], fresh)
+    assert fresh_logits.shape == (n, classes) and np.array_equal(logits[:n * classes].reshape(n, classes), fresh_logits)
 
 
 def test_no_writes_outside_the_arena_and_parameters_unchanged():
@@ -351,9 +379,8 @@ def test_parameters_and_arenas_start_on_a_cache_line():
     fast, _ = _pair("v2", 0.35)
     fast.features(random_images(1, 45, 61, seed=1))
     assert fast.executor.params.ctypes.data % 64 == 0
-    for free in fast.executor._arenas.values():
-        for arena, _, first, _ in free:
-            assert arena.ctypes.data % 64 == 0 and arena.shape[1] % E.ALIGN == 0 and first.ctypes.data % 64 == 0
+    for arena, _, first, _, _ in _free_buffers(fast.executor):
+        assert arena.ctypes.data % 64 == 0 and arena.shape[1] % E.ALIGN == 0 and first.ctypes.data % 64 == 0
 
 
 def test_assign_offsets_by_hand():

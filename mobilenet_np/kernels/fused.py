@@ -1037,14 +1037,23 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _logits_stage(pooled, nimg, prm, qprm, head, logits):
-    """The logits layer of ``head`` (see :func:`forward`) for the ``nimg`` pooled feature vectors, into the flat
-    ``logits``; integer models then requantize them (``head[4]``: their record, -1 for none). Inlined into both
-    callers, so it costs no compile of its own."""
-    dense(pooled, nimg, head[2], prm, head[0], head[1], head[3], logits, head[5])
-    if qprm is not None:
-        if head[4] >= 0:
-            requant_run(logits, np.int64(0), nimg, head[3], prm, qprm, head[4])
+def _logits_stage(pooled, nimg, prm, qprm, head, scratch, logits):
+    """The logits layer of ``head`` (see :func:`forward`) for the ``nimg`` pooled feature vectors, into ``logits``
+    [N, classes]. :func:`dense` writes rows padded to ``head[3]`` classes into ``scratch`` (an arena, free once
+    the images are done), as many images at a time as it holds; integer models requantize them there (``head[4]``:
+    their record, -1 for none); then each row's real classes are copied out, so that the caller gets its array
+    as it is to be returned. Inlined into both callers, so it costs no compile of its own."""
+    cin, cout, classes = head[2], head[3], logits.shape[1]
+    per = scratch.size // cout
+    for i0 in range(0, nimg, per):
+        m = min(per, nimg - i0)
+        dense(pooled[i0 * cin:], m, cin, prm, head[0], head[1], cout, scratch, head[5])
+        if qprm is not None:
+            if head[4] >= 0:
+                requant_run(scratch, np.int64(0), m, cout, prm, qprm, head[4])
+        for i in range(m):
+            for j in range(classes):
+                logits[i0 + i, j] = scratch[i * cout + j]
 
 
 @njit(cache=True, _nrt=False, nogil=True)
@@ -1052,7 +1061,8 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
     """All images of ``x`` [N, H, W, 3] (C-contiguous float32 in [0, 1], or an 8-bit model's own integers) one
     after another in one arena; pooled features into the flat ``pooled`` [N, C]; with ``record``, every endpoint
     into ``ends``. When ``head`` = (weights, biases, C, classes, requantization record or -1, int16 weights or -1:
-    see :func:`dense`) of the logits layer has classes > 0, the logits [N, classes] go to the flat ``logits``.
+    see :func:`dense`) of the logits layer has classes > 0, the logits go to ``logits`` [N, classes] (the real
+    classes, ``classes`` <= ``head[3]``; the arena is at least one padded row, see :func:`_logits_stage`).
     ``cycles``: see :func:`run_image` (the logits are counted as one more stage, the last entry). Returns how many
     input values are outside the input stage's range ([0, 1] for float models; NaN included), so the caller can
     refuse the batch. Releases the GIL (``nogil``): other Python threads, such as the command line's image
@@ -1065,7 +1075,7 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
                          cycles)
     if head[3] > 0 and nimg > 0:
         start = cycle_counter()
-        _logits_stage(pooled, nimg, prm, qprm, head, logits)
+        _logits_stage(pooled, nimg, prm, qprm, head, arena, logits)
         if cycles.size > 0:
             cycles[cycles.size - 1] += cycle_counter() - start
     return bad
@@ -1085,5 +1095,5 @@ def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pool
             bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arenas[th], accs[th],
                                pooled, ends, record, cycles)
     if head[3] > 0 and nimg > 0:
-        _logits_stage(pooled, nimg, prm, qprm, head, logits)
+        _logits_stage(pooled, nimg, prm, qprm, head, arenas[0], logits)
     return bad.sum()
