@@ -147,7 +147,7 @@ class Plan:
     """The stages, tensors and schedule for one input size (int64 arrays for :func:`fused.forward`), the
     arena size in floats, the padded feature count and the endpoint layout (``ends``: name -> (offset per
     image, shape without N); ``ends_size``: floats per image). ``free``: per thread count, the buffer sets no
-    call is using (see :meth:`FastExecutor._take_buffers`)."""
+    call is using (see :meth:`FastExecutor._new_buffers`)."""
 
     def __init__(self, stages, tensors, schedule, arena_size, features, ends, ends_size, names):
         self.stages, self.tensors, self.schedule = stages, tensors, schedule
@@ -448,22 +448,16 @@ class FastExecutor:
     # NumPy operation costs several times what it costs in a loop of its own (measured: a 15 us snippet of
     # allocations and a reduction took 38 us right after a V1 0.25/224 pass; the steps of a classify() call
     # took 6-23 us each right after other engines, 1-12 us in a loop). So the calls below do few of them:
-    # buffers kept with their plan and taken without a lock, the out-of-range count returned by the pass, the
-    # logits written by the pass into the array returned, no array made for an unasked output.
-    def _take_buffers(self, plan, threads):
-        """``[arenas, accumulators, arenas[0], accumulators[0], pooled scratch]`` for ``plan``, for this call
-        alone: a free set kept from an earlier call, else a new one. Calls from several Python threads therefore
-        run at once (the compiled pass releases the GIL), each in its own arena; :meth:`_give_back` keeps them for
-        the next call. (``list.pop`` and ``append`` are atomic: no lock is needed.)"""
-        try:
-            return plan.free[threads].pop()
-        except IndexError:
-            arenas = aligned_zeros((threads, plan.arena_size))
-            accs = np.zeros((threads, plan.features), np.float64)
-            return [arenas, accs, arenas[0], accs[0], np.empty(plan.features, np.float32)]
-
-    def _give_back(self, plan, threads, bufs):
-        plan.free[threads].append(bufs)
+    # few function calls, buffers kept with their plan and taken without a lock, the out-of-range count returned
+    # by the pass, the logits written by the pass into the array returned, no array made for an unasked output.
+    def _new_buffers(self, plan, threads):
+        """``[arenas, accumulators, arenas[0], accumulators[0], pooled scratch]`` for ``plan``: the buffers of one
+        call. :meth:`_call` takes a free set kept on the plan from an earlier call, else makes one, and keeps it
+        there afterwards; so calls from several Python threads run at once (the compiled pass releases the GIL),
+        each in its own arena."""
+        arenas = aligned_zeros((threads, plan.arena_size))
+        accs = np.zeros((threads, plan.features), np.float64)
+        return [arenas, accs, arenas[0], accs[0], np.empty(plan.features, np.float32)]
 
     def run(self, x, logits=False, record=False, cycles=None):
         """``(features [N, C], logits [N, classes] or None, endpoints or None)`` for checked images ``x``
@@ -510,13 +504,17 @@ class FastExecutor:
         """One compiled call for the batch ``x`` (C-contiguous float32, or an 8-bit model's own integers):
         ``(pooled, logits, endpoints)``: the pooled features as a flat float32 buffer ``[N * padded features]``
         (without ``features``, a scratch buffer the next call reuses), the logits ``[N, classes]`` (float32; an
-        empty array when ``head`` has none) and the flat endpoint buffer. Refuses images with values outside the
-        input stage's range."""
+        empty array when ``head`` is ``_no_head``) and the flat endpoint buffer. Refuses images with values
+        outside the input stage's range."""
         n = x.shape[0]
-        out = np.empty((n, self.num_classes), np.float32) if head[3] else self._no_logits
+        out = self._no_logits if head is self._no_head else np.empty((n, self.num_classes), np.float32)
         ends = np.empty(n * plan.ends_size, np.float32) if record else self._no_ends
         threads = 1 if cycles is not None or n <= 1 else min(self.threads, n)
-        bufs = self._take_buffers(plan, threads)
+        free = plan.free[threads]       # list.pop and append are atomic: no lock is needed
+        try:
+            bufs = free.pop()
+        except IndexError:
+            bufs = self._new_buffers(plan, threads)
         try:
             if features:
                 pooled = np.empty(n * plan.features, np.float32)
@@ -532,7 +530,7 @@ class FastExecutor:
                 bad = fused.forward_parallel(x, plan.stages, plan.tensors, plan.schedule, self.params, self.qparams,
                                              bufs[0], bufs[1], pooled, ends, record, head, out, self._no_cycles)
         finally:
-            self._give_back(plan, threads, bufs)
+            free.append(bufs)
         if bad:
             check_values(x)      # raises InputError naming the problem
         return pooled, out, ends
