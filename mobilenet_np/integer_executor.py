@@ -314,7 +314,7 @@ class IntegerExecutor(FastExecutor):
         plan = self.plan(x.shape[1], x.shape[2])
         head = self._head if logits and self._head is not None else self._no_head
         f, out, _ = self._call(x, plan, head, False, None, features=pooled)
-        return (self._features_of(f, len(x), plan) if pooled else None), (out if head[3] else None)
+        return (self._features_of(f, len(x), plan) if pooled else None), (None if head is self._no_head else out)
 
 
 def finish(chain, executor, model, q, want):
