@@ -172,20 +172,21 @@ def test_executor_matches_layer_by_layer_path(family, alpha, n, size):
                  "features")
 
 
-def test_logits_of_more_images_than_the_arena_holds():
-    """The pass writes the logits layer's padded rows into the arena, as many images at a time as it holds, and
-    copies the real classes out (fused._logits_stage): at 32x32 V1 0.25's arena holds 10 rows of 1008, so 11
-    images take two runs. Each image's logits must be those of a call of its own (same bytes), and the
-    layer-by-layer path's; so must an integer model's (test_integer_fast)."""
-    fast, layers = _pair("v1", 0.25)
-    images = random_images(11, 32, 32, seed=3)
-    per_run = fast.executor.plan(32, 32).arena_size // fast.executor._head[3]
-    assert 1 <= per_run < len(images)
+@pytest.mark.parametrize("classes,n,size", [(1001, 11, 32), (10, 5, 40), (17, 3, 33)])
+def test_logits_come_out_unpadded_in_runs_the_arena_holds(classes, n, size):
+    """The pass writes the logits layer's rows, padded to whole vectors, into the arena, as many images
+    at a time as it holds, and copies the real classes out (fused._logits_stage): at 32x32 V1 0.25's arena
+    holds 10 rows of 1008, so 11 images take two runs. Each image's logits must be those of a call of its own
+    (same bytes), and the layer-by-layer path's; so must an integer model's (test_integer_fast)."""
+    fast, layers = _pair("v1", 0.25, num_classes=classes)
+    images = random_images(n, size, size, seed=3)
+    per_run = fast.executor.plan(size, size).arena_size // fast.executor._head[3]
+    assert fast.executor._head[3] > classes and (per_run < n) == (classes == 1001)
     got = fast.classify(images)
-    assert got.shape == (11, 1001) and got.flags.c_contiguous
-    alone = np.concatenate([fast.classify(images[i:i + 1]) for i in range(len(images))])
+    assert got.shape == (n, classes) and got.flags.c_contiguous
+    alone = np.concatenate([fast.classify(images[i:i + 1]) for i in range(n)])
     assert np.array_equal(got, alone)
-    assert_close(got, layers.classify(images), "engine_vs_engine", "classify, 11 images in two runs")
+    assert_close(got, layers.classify(images), "engine_vs_engine", f"classify, {n} images, {classes} classes")
     features, logits, _ = fast.executor.run(images, logits=True)
     assert np.array_equal(logits, got) and np.array_equal(features, fast.features(images))
 
