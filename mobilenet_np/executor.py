@@ -546,7 +546,7 @@ class FastExecutor:
         out = np.empty(max(n, 1) * cout, np.float32)
         if n:
             fused.dense(f.ravel(), n, cin, self.params, w, b, cout, out, self._head[5])
-        return out[:n * cout].reshape(n, cout)[:, :self.num_classes]
+        return np.ascontiguousarray(out[:n * cout].reshape(n, cout)[:, :self.num_classes])
 
 
 # ---------------------------------------------------------------------------------------------------------

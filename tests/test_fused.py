@@ -189,6 +189,8 @@ def test_logits_come_out_unpadded_in_runs_the_arena_holds(classes, n, size):
     assert_close(got, layers.classify(images), "engine_vs_engine", f"classify, {n} images, {classes} classes")
     features, logits, _ = fast.executor.run(images, logits=True)
     assert np.array_equal(logits, got) and np.array_equal(features, fast.features(images))
+    from_features = fast.endpoints(images)["Logits"]      # executor.logits(), from the pooled features
+    assert from_features.flags.c_contiguous and np.array_equal(from_features, got)
 
 
 def test_planar_stem_sums_exactly_like_the_gemm():
