@@ -177,7 +177,8 @@ def test_logits_come_out_unpadded_in_runs_the_arena_holds(classes, n, size):
     """The pass writes the logits layer's rows, padded to whole vectors, into the arena, as many images
     at a time as it holds, and copies the real classes out (fused._logits_stage): at 32x32 V1 0.25's arena
     holds 10 rows of 1008, so 11 images take two runs. Each image's logits must be those of a call of its own
-    (same bytes), and the layer-by-layer path's; so must an integer model's (test_integer_fast)."""
+    (same bytes), and the layer-by-layer path's. (An integer model's, requantized in the arena before they are
+    copied out, are checked by test_integer_fast's arena test and its comparisons with TFLite.)"""
     fast, layers = _pair("v1", 0.25, num_classes=classes)
     images = random_images(n, size, size, seed=3)
     per_run = fast.executor.plan(size, size).arena_size // fast.executor._head[3]
@@ -285,8 +286,8 @@ def check_arena_bounds(ex, images, record):
     """Run ``images`` through executor ``ex`` with guard zones around the arena and the outputs: nothing may be
     written outside them, nor to the parameters. The arena starts full of NaN (what tensors sharing its memory
     leave behind): the outputs must be those of a fresh zeroed arena, so no border or zero row is read before
-    it is zeroed. With a logits layer, the pass also writes its padded rows into the arena (one image at a
-    time here, the arena given being exactly the plan's size) and the real classes to the logits array."""
+    it is zeroed. With a logits layer, the pass also writes its padded rows into the arena (in runs of as many
+    images as it holds; the arena given is exactly the plan's size) and the real classes to the logits array."""
     n = len(images)
     plan = ex.plan(images.shape[1], images.shape[2], record)
     guard = 4096
