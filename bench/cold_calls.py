@@ -3,6 +3,7 @@
     python bench/cold_calls.py                         # V2 0.5/160 without top, 60 rounds
     python bench/cold_calls.py --case v1_025_224 --rounds 100 --json cold.json
     python bench/cold_calls.py --case v1_025_224 --stages        # also where the time goes, per fused stage
+    python bench/cold_calls.py --case v1_025_224 --around        # also the Python around one call
 
 In ``bench/compare.py`` every call of every engine follows one run of each of the others ("interleaved"), so
 each starts from whatever state the others left. This tool times one image of ours after each of several
@@ -23,6 +24,10 @@ Besides our time it prints a *probe*: a fixed chain of dependent multiply-adds w
 right before our call. The probe sees the core's clock and sharing, nothing of caches, so when it slows down
 the core itself is slower. With ``--stages`` our call is the fast executor's pass with its cycle counter on,
 and a second table shows each fused stage's median cycles after each prelude: where the extra time lands.
+With ``--around``, a last table sets the public call (``classify``, or ``features`` without top) and the
+executor's against the bare compiled pass with every argument prepared, each right after the peers, their
+order rotating: the medians of the per-round differences are what the Python and NumPy steps around the pass
+cost in the benchmark (where the interpreter's own code and data start cold).
 Needs the ``bench`` extra, like ``bench/compare.py``.
 """
 import argparse
@@ -38,6 +43,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import compare  # noqa: E402  (bench/compare.py: the cases and the peers)
+from mobilenet_np.kernels import fused  # noqa: E402
 
 PROBE_STEPS = 4000   # a multiply, then an add, each waiting for the last: ~7 cycles a step, ~14 µs here
 
@@ -146,6 +152,41 @@ def measure(case, rounds, evict_mb=400, stages=False):
     return rows, names if stages else None
 
 
+def around(case, rounds):
+    """``[{"call", "ms", "minus_bare_us", "quartiles_us"}]``: the public call, the executor's and the bare
+    compiled pass (all arguments and buffers prepared), each right after one run of each peer."""
+    ws, model, ours, x = compare.float_case(case)
+    top = compare.CASES[case][4]
+    peers = compare.float_peers(ws, model, 1, 1, top)
+    ex = model.executor
+    plan = ex.plan(*x.shape[1:3])
+    bufs = ex._new_buffers(plan, 1)
+    head, out = (ex._head, np.empty((1, ex.num_classes), np.float32)) if top else (ex._no_head, ex._no_logits)
+    args = (x, plan.stages, plan.tensors, plan.schedule, ex.params, ex.qparams, bufs[2], bufs[3], bufs[4],
+            ex._no_ends, False, head, out, ex._no_cycles)
+    calls = {f"model.{ours.__name__}": lambda: ours(x),
+             f"executor.{ours.__name__}": lambda: getattr(ex, ours.__name__)(x),
+             "bare compiled pass": lambda: fused.forward(*args)}
+    names = list(calls)
+    times = {name: [] for name in names}
+    for name in names:
+        calls[name]()
+    for r in range(rounds):
+        for name in names[r % 3:] + names[:r % 3]:
+            for run in peers.values():
+                run(x)
+            t = time.perf_counter()
+            calls[name]()
+            times[name].append((time.perf_counter() - t) * 1e3)
+    bare = np.array(times[names[-1]])
+    rows = []
+    for name in names:
+        d = (np.array(times[name]) - bare) * 1e3
+        rows.append({"call": name, "ms": statistics.median(times[name]), "minus_bare_us": float(np.median(d)),
+                     "quartiles_us": [float(np.percentile(d, 25)), float(np.percentile(d, 75))]})
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", default="v2_050_160_notop", choices=list(compare.CASES))
@@ -153,6 +194,7 @@ def main():
     p.add_argument("--json", help="also write the rows here")
     p.add_argument("--evict-mb", type=int, default=400, help="size of the buffer the 'evict' prelude writes")
     p.add_argument("--stages", action="store_true", help="time the executor's pass per fused stage")
+    p.add_argument("--around", action="store_true", help="time the Python around a call (see above)")
     args = p.parse_args()
     compare.configure_tensorflow(1)
     rows, names = measure(args.case, args.rounds, args.evict_mb, args.stages)
@@ -165,9 +207,17 @@ def main():
         for i, name in enumerate(names):
             print(f"{name[:40]:<41}" + "".join(f"{r['stage_cycles'][i] / 1e3:>7.0f}" for r in rows))
         print(f"{'whole pass':<41}" + "".join(f"{sum(r['stage_cycles']) / 1e3:>7.0f}" for r in rows))
+    result = {"case": args.case, "rounds": args.rounds, "rows": rows, "stages": names}
+    if args.around:
+        result["around"] = around(args.case, args.rounds)
+        print("\nafter the peers: each call, and its median difference to the bare pass in the same round")
+        for r in result["around"]:
+            q = r["quartiles_us"]
+            print(f"{r['call']:<26}{r['ms']:>7.3f} ms  {r['minus_bare_us']:>+7.1f} us  (quartiles {q[0]:+.1f}, "
+                  f"{q[1]:+.1f})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"case": args.case, "rounds": args.rounds, "rows": rows, "stages": names}, f, indent=1)
+            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":

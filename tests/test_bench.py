@@ -1,5 +1,5 @@
 """bench/compare.py still runs: its peers agree with mobilenet_np before anything is timed, and the profile
-lists every fused stage; bench/cold_calls.py times every prelude; bench/spread.py sums up several runs. Random
+lists every fused stage; bench/cold_calls.py times every prelude and the Python around a call; bench/spread.py sums up several runs. Random
 weights (no fixtures), few repeats: these check the tools, not the speed."""
 import importlib.util
 import json
@@ -43,7 +43,7 @@ def test_profile_lists_every_stage():
 def test_cold_calls_times_every_prelude(tmp_path):
     pytest.importorskip("onnxruntime", reason="the bench extra (onnx, onnxruntime) is not installed")
     out = tmp_path / "cold.json"
-    r = run("--rounds", "2", "--evict-mb", "16", "--stages", "--json", out, tool="cold_calls.py")
+    r = run("--rounds", "2", "--evict-mb", "16", "--stages", "--around", "--json", out, tool="cold_calls.py")
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(out.read_text())
     rows = result["rows"]
@@ -58,6 +58,10 @@ def test_cold_calls_times_every_prelude(tmp_path):
     assert all(len(row["stage_cycles"]) == len(result["stages"]) for row in rows)
     assert all(c > 0 for row in rows for c in row["stage_cycles"][:-1])   # no top: the logits stage is 0
     assert "whole pass" in r.stdout
+    # --around: the public call, the executor's, and the bare pass (its own difference 0)
+    assert [row["call"] for row in result["around"]] == [
+        "model.features", "executor.features", "bare compiled pass"]
+    assert result["around"][-1]["minus_bare_us"] == 0 and all(row["ms"] > 0 for row in result["around"])
 
 
 def test_interleaved_rotates_the_order_and_times_blocks():
