@@ -172,7 +172,7 @@ def around(case, rounds):
     for name in names:
         calls[name]()
     for r in range(rounds):
-        for name in names[r % 3:] + names[:r % 3]:
+        for name in names[r % len(names):] + names[:r % len(names)]:
             for run in peers.values():
                 run(x)
             t = time.perf_counter()

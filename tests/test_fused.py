@@ -297,8 +297,7 @@ def check_arena_bounds(ex, images, record):
     acc = np.zeros(plan.features, np.float64)
     pooled = np.full(n * plan.features + guard, 7.0, np.float32)
     ends = np.full(max(n * plan.ends_size, 1) + guard, 7.0, np.float32)
-    head = ex._no_head if ex._head is None else ex._head
-    classes = ex.num_classes if ex._head is not None else 0
+    head, classes = (ex._no_head, 0) if ex._head is None else (ex._head, ex.num_classes)
     logits = np.full(n * classes + guard, 7.0, np.float32)
     params, qparams = ex.params.copy(), None if ex.qparams is None else ex.qparams.copy()
     fused.forward(images, plan.stages, plan.tensors, plan.schedule, ex.params, ex.qparams, inner, acc, pooled, ends,
