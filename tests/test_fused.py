@@ -123,8 +123,9 @@ def test_stationary_blocks_sum_exactly_like_the_tiles(cin):
                     outs = []
                     for nseg, seglen in ((1, cin), (2, cin // 2)):
                         out = np.concatenate([np.full(4, np.nan, np.float32), residual, np.full(4, np.nan, np.float32)])
+                        side = (0, prm.size + 64) if nseg == 2 else (0, 0)   # a hint, even past the end
                         fused.gemm(src, 0, cin // 2, 0, nseg, seglen, cin, npx, prm, w_off, b_off, cout, relu6,
-                                   out, 4, cout, rowpx, rowpx * cout, res, 4, cout)
+                                   out, 4, cout, rowpx, rowpx * cout, res, 4, cout, *side)
                         outs.append(out)
                     assert np.array_equal(outs[0], outs[1], equal_nan=True), (cin, cout, npx, relu6, res)
                     assert not np.isnan(outs[0][4:-4]).any() and np.isnan(outs[0][[0, 3, -4, -1]]).all()
@@ -226,7 +227,8 @@ def test_stem_tiles_sum_exactly_like_the_gemm(ow):
         for relu6 in (False, True):
             got, expected = (np.full(ow * cout + 8, np.nan, np.float32) for _ in range(2))
             fused.stem_row(src, *seg, ow, prm, w_off, b_off, cout, relu6, got, 8)
-            fused.gemm(src, *seg, 3, 9, 6, ow, prm, w_off, b_off, cout, relu6, expected, 8, cout, ow, 0, False, 0, 0)
+            fused.gemm(src, *seg, 3, 9, 6, ow, prm, w_off, b_off, cout, relu6, expected, 8, cout, ow, 0, False, 0, 0,
+                       0, 0)
             assert np.array_equal(got, expected, equal_nan=True), (ow, cout, relu6)
             assert not np.isnan(got[8:]).any() and np.isnan(got[:8]).all(), (ow, cout)
 
@@ -320,6 +322,48 @@ def test_no_writes_outside_the_arena_and_parameters_unchanged():
     images = np.ascontiguousarray(random_images(2, 45, 61, seed=7))
     for record in (False, True):
         check_arena_bounds(fast.executor, images, record)
+
+
+def _side_ranges(stages):
+    return [(k, int(stages[k, fused.PF0]), int(stages[k, fused.PF1])) for k in range(len(stages))
+            if stages[k, fused.PF1] > stages[k, fused.PF0]]
+
+
+def test_side_prefetch_takes_the_logits_weights_into_l2_only_where_they_fit(monkeypatch):
+    """The last stages prefetch the logits' weights (executor.side_prefetch): V1 0.25's 256 x 1008 floats
+    (1,032,192 bytes) are at most half of a 2 MiB L2, not of a 1 MiB one; the ranges run back to back over the
+    last GEMM stages, each at most one cache line per SIDE_STEPS_PER_LINE steps of its GEMM (256 multiply-adds
+    each); an integer model's int16 copy is half as long. A hint: the outputs keep every byte."""
+    monkeypatch.setattr(E, "L2_BYTES", 2 << 20)
+    fast, _ = _pair("v1", 0.25)
+    ex = fast.executor
+    w, _, cin, cout, _, _ = (int(v) for v in ex._head)
+    plan = ex.plan(224, 224)
+    st, t = plan.stages, plan.tensors
+    ranges = _side_ranges(st)
+    assert [r[0] for r in ranges] == list(range(ranges[0][0], len(st) - 1))     # the last stages, pool aside
+    assert ranges[0][1] == w and ranges[-1][2] == w + cin * cout
+    assert all(a[2] == b[1] for a, b in zip(ranges, ranges[1:]))
+    for k, lo, hi in ranges:
+        out, inp = st[k, fused.TOUT], st[k, fused.TIN]
+        steps = t[out, fused.T_H] * t[out, fused.T_W] * t[inp, fused.T_C] * t[out, fused.T_C] // 256
+        assert (hi - lo) // 16 <= steps // E.SIDE_STEPS_PER_LINE, (k, lo, hi, steps)
+    stage_list = ex._stages(224, 224, False)[0]
+    rows = [row.copy() for row in st]
+    for row in rows:
+        row[fused.PF0] = row[fused.PF1] = 0
+    E.side_prefetch(rows, stage_list, np.array([w, 0, cin, cout, -1, 2 * 1000], np.int64), 2 << 20)
+    assert min(r[fused.PF0] for r in rows if r[fused.PF1] > r[fused.PF0]) == 1000
+    assert max(r[fused.PF1] for r in rows) == 1000 + cin * cout // 2
+    for l2 in (1 << 20, 0):
+        for row in rows:
+            row[fused.PF0] = row[fused.PF1] = 0
+        E.side_prefetch(rows, stage_list, ex._head, l2)
+        assert not _side_ranges(np.stack(rows)), l2
+    images = random_images(2, 224, 224, seed=3)
+    with_side = fast.classify(images)
+    plan.stages[:, fused.PF1] = plan.stages[:, fused.PF0]
+    assert np.array_equal(fast.classify(images), with_side)
 
 
 def test_schedule_keeps_few_rows_and_makes_every_row_once():

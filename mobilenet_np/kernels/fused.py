@@ -126,8 +126,12 @@ ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
 # for a stem with planar input, W2/B2 are its weights and biases with every value twice (see
 # :func:`_stem_planar_row`);
 # for the pool, Q1 >= 0 is the record of an integer pool (see :func:`pool_finish`).
+# PF0/PF1: a range of the parameter buffer that the stage's GEMM prefetches into L2 besides its own weights,
+# one cache line per reduction step (empty: PF0 = PF1): the logits' weights, during the last stages of the
+# last image, so that they come from L2 rather than L3 when the logits layer reads them (see
+# ``executor.side_prefetch``).
 (OP, TIN, TOUT, TRES, STRIDE, PAD_T, PAD_L, K, W1, B1, RELU1, W2, B2, RELU2, SCRATCH,
- REC1, REC2, REC3, CR1, CR2, GROUP, Q1, Q2, Q3, NCOLS) = range(25)
+ REC1, REC2, REC3, CR1, CR2, GROUP, Q1, Q2, Q3, PF0, PF1, NCOLS) = range(27)
 # Tensor columns: arena offset, rows kept (a ring; = H when all are), floats per stored row, border (0/1:
 # one zero pixel left and right, zero rows above and below), height, width, channels (padded), and T_PLANE: 0
 # for pixels stored one after another (NHWC), else the image rows are stored planar for the stem
@@ -142,11 +146,13 @@ ZERO_ROW = 0   # tensor 0 is the shared row of zeros at the arena's start (its T
 # ------------------------------------------------------------------------------------------ tiled GEMM
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, tmpl, relu6,
-                dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step):
+                dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step, sp, sp_end):
     """One block of ``nb`` output channels for ``npx`` pixels, ``len(tmpl)`` pixels at a time (the last tile
     repeats the last pixel, storing its values twice), accumulated in registers. Meanwhile the next panel of
     weights (the next block's, or the next layer's) is prefetched, one cache line per step of the reduction,
-    so that when the weights come from memory rather than from cache, they arrive while this block computes.
+    so that when the weights come from memory rather than from cache, they arrive while this block computes;
+    and so is the side range ``prm[sp:sp_end]`` (a later layer's weights: see ``PF0``), one more line per step
+    until it is done. Returns where the side range's prefetching stopped.
 
     Pixel p reads ``src[seg_k + p*s_step + t]`` for k < nseg, t < seglen (its inputs, in this order) and
     writes ``nb`` values at ``dst[d_base + (p // d_rowpx) * d_rowstride + (p % d_rowpx) * d_step]``; weights are
@@ -165,6 +171,9 @@ def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, br
                 if pf < pf_end:
                     prefetch(prm, pf)
                     pf += 16
+                if sp < sp_end:
+                    prefetch(prm, sp)
+                    sp += 16
                 acc = tile_fma(src, so, base + t, load_like(brow, prm, wp), acc)
                 wp += nb
         if relu6:
@@ -172,6 +181,7 @@ def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, br
         if res:
             acc = tile_add(dst, offsets_like(tmpl, r_base, p, last, r_step), acc)
         tile_store(dst, offsets2d_like(tmpl, d_base, p, last, d_step, d_rowpx, d_rowstride), acc)
+    return sp
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -235,7 +245,7 @@ def _stationary_block(src, s_base, seglen, s_step, npx, prm, w, nb, brow, relu6,
 
 @njit(cache=True, _nrt=False)
 def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, cout, relu6,
-         dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step):
+         dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step, sp, sp_end):
     """``dst[pixel, :cout] = act(bias + sum_i in_i * w[i, :])`` [``+ dst[residual pixel]``] for ``npx`` pixels.
 
     A pixel's inputs are ``nseg`` (1 to 3) runs of ``seglen`` values starting at ``seg0``, ``seg1``, ``seg2``
@@ -243,20 +253,22 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
     as :func:`mobilenet_np.executor.pack_gemm` does (blocks of 64, then 32, 16 and 8 output channels; with
     AVX2-sized registers blocks of 16, then 8). The
     outputs go to ``dst`` rows of ``d_rowpx`` pixels, ``d_rowstride`` apart (``d_rowpx = npx``: one run). The
-    residual, when ``res``, is read from ``dst``'s buffer at ``r_base + p * r_step``.
+    residual, when ``res``, is read from ``dst``'s buffer at ``r_base + p * r_step``. The blocks with their
+    weights in registers aside, each step of the reduction also prefetches one cache line of ``prm[sp:sp_end]``
+    into L2 until the range is done (see ``PF0``; ``sp = sp_end`` for none).
     """
     kin = nseg * seglen
     ob = 0
     if not WIDE:     # 16 registers: tiles of 4 pixels x 16 channels (8 ymm accumulators), then 8 x 8
         while cout - ob >= 16:
-            _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 16,
-                        load_row16(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 4), relu6,
-                        dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+            sp = _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 16,
+                             load_row16(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 4), relu6,
+                             dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
             ob += 16
         if cout - ob >= 8:
-            _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 8,
-                        load_row8(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 8), relu6,
-                        dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+            sp = _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 8,
+                             load_row8(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 8), relu6,
+                             dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
         return
     if nseg == 1 and (seglen == 8 or seglen == 16):
         # Few inputs: the narrow blocks (16 and 8 channels) keep their weights in registers.
@@ -281,24 +293,24 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
         cout = cout16     # the wide blocks, below
         ob = 0
     while cout - ob >= 64 and widest_block(kin) == 64:
-        _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 64,
-                    load_row16(prm, b_off + ob, 4), offsets(0, 0, 0, 0, 4), relu6,
-                    dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+        sp = _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 64,
+                         load_row16(prm, b_off + ob, 4), offsets(0, 0, 0, 0, 4), relu6,
+                         dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
         ob += 64
     while cout - ob >= 32:
-        _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 32,
-                    load_row16(prm, b_off + ob, 2), offsets(0, 0, 0, 0, 8), relu6,
-                    dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+        sp = _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 32,
+                         load_row16(prm, b_off + ob, 2), offsets(0, 0, 0, 0, 8), relu6,
+                         dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
         ob += 32
     if cout - ob >= 16:
-        _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 16,
-                    load_row16(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 8), relu6,
-                    dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+        sp = _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 16,
+                         load_row16(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 8), relu6,
+                         dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
         ob += 16
     if cout - ob >= 8:
-        _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 8,
-                    load_row8(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 8), relu6,
-                    dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step)
+        sp = _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 8,
+                         load_row8(prm, b_off + ob, 1), offsets(0, 0, 0, 0, 8), relu6,
+                         dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -340,7 +352,7 @@ def dense(f, n, cin, prm, w_off, b_off, cout, out, w16):
     int16 from the ``w16``-th int16 of ``prm`` on (integer weights), and those four-block runs read them."""
     Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
     if n >= 4:
-        gemm(f, Z, Z, Z, Z + 1, cin, cin, n, prm, w_off, b_off, cout, NO, out, Z, cout, n, Z, NO, Z, Z)
+        gemm(f, Z, Z, Z, Z + 1, cin, cin, n, prm, w_off, b_off, cout, NO, out, Z, cout, n, Z, NO, Z, Z, Z, Z)
         return
     nb = widest_block(cin)
     int16 = w16 >= 0
@@ -360,7 +372,7 @@ def dense(f, n, cin, prm, w_off, b_off, cout, out, w16):
             ob += 4 * nb
         if ob < cout:
             gemm(f, i * cin, Z, Z, Z + 1, cin, cin, Z + 1, prm, w_off + ob * cin, b_off + ob, cout - ob, NO,
-                 out, i * cout + ob, cout, Z + 1, Z, NO, Z, Z)
+                 out, i * cout + ob, cout, Z + 1, Z, NO, Z, Z, Z, Z)
 
 
 # ------------------------------------------------------------------------------------------ depthwise row
@@ -672,7 +684,8 @@ def conv_row(src, seg0, seg1, seg2, kk, cin, stride, ow, prm, w_off, b_off, cout
         stem_row(src, seg0, seg1, seg2, ow, prm, w_off, b_off, cout, relu6, dst, d_base)
     else:
         gemm(src, seg0, seg1, seg2, kk, kk * cin, stride * cin, ow, prm, w_off, b_off, cout, relu6,
-             dst, d_base, cout, ow, np.int64(0), np.bool_(False), np.int64(0), np.int64(0))
+             dst, d_base, cout, ow, np.int64(0), np.bool_(False), np.int64(0), np.int64(0), np.int64(0),
+             np.int64(0))
 
 
 # ------------------------------------------------------------------------------------------ tensors
@@ -906,24 +919,27 @@ def _conv_row(st, k, t, a, prm, qprm, i):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _pw_rows(st, k, t, a, prm, qprm, i, rows):
+def _pw_rows(st, k, t, a, prm, qprm, i, rows, side):
     """Rows ``i`` to ``i + rows - 1`` of a pointwise layer (V2's expand, or a pointwise layer on its own) as one
-    GEMM; the input rows are one contiguous run (a borderless tensor whose ring holds them in order)."""
+    GEMM; the input rows are one contiguous run (a borderless tensor whose ring holds them in order). With
+    ``side``, the GEMM also prefetches the stage's side range (``PF0``)."""
     Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
     ti, to = st[k, TIN], st[k, TOUT]
     cin, cout, w = t[ti, T_C], t[to, T_C], t[to, T_W]
+    side_end = st[k, PF1] if side else st[k, PF0]
     gemm(a, _row(t, ti, i), Z, Z, Z + 1, cin, cin, rows * w, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0,
-         a, _row(t, to, i), cout, w, t[to, T_ROWLEN], NO, Z, Z)
+         a, _row(t, to, i), cout, w, t[to, T_ROWLEN], NO, Z, Z, st[k, PF0], side_end)
     if qprm is not None:
         if st[k, Q1] >= 0:
             _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q1])
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual):
+def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual, side):
     """Rows ``i`` to ``i + rows - 1`` of depthwise -> pointwise [+ residual]: the depthwise rows into the
     scratch rows, then one pointwise GEMM from there (adding the residual in its epilogue when
-    ``fuse_residual``; integer layers requantize after each kernel and add the residual by their ADD)."""
+    ``fuse_residual``; integer layers requantize after each kernel and add the residual by their ADD). With
+    ``side``, the GEMM also prefetches the stage's side range (``PF0``)."""
     Z = np.int64(0)   # typed, not a literal: one compiled version of gemm for every caller
     ti, to, tr = st[k, TIN], st[k, TOUT], st[k, TRES]
     c, stride, cout, ow = t[ti, T_C], st[k, STRIDE], t[to, T_C], t[to, T_W]
@@ -940,8 +956,9 @@ def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual):
         if st[k, Q1] >= 0:
             requant_run(a, scratch, rows * ow, c, prm, qprm, st[k, Q1])
     res = fuse_residual and tr >= 0 and not integer
+    side_end = st[k, PF1] if side else st[k, PF0]
     gemm(a, scratch, Z, Z, Z + 1, c, c, rows * ow, prm, st[k, W2], st[k, B2], cout, st[k, RELU2] != 0,
-         a, _row(t, to, i), cout, ow, t[to, T_ROWLEN], res, _row(t, tr, i) if res else Z, cout)
+         a, _row(t, to, i), cout, ow, t[to, T_ROWLEN], res, _row(t, tr, i) if res else Z, cout, st[k, PF0], side_end)
     if qprm is not None:
         if integer:
             _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q2])
@@ -1001,10 +1018,13 @@ def _record_rows(st, k, t, a, i, n, nimg, ends):
 
 # ------------------------------------------------------------------------------------------ the interpreter
 @njit(cache=True, _nrt=False, inline="always")
-def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, pooled, ends, record, cycles):
+def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, pooled, ends, record, cycles,
+              side):
     """Every (stage, first row, rows) step of ``schedule`` for image ``n`` of the flat batch ``xf``
     [nimg, h, w, 3]; pooled features to ``pooled[n]``. A non-empty ``cycles`` [stages] adds up the CPU cycles
-    each stage takes (the profile). Returns the number of input values outside [0, 1] (or NaN)."""
+    each stage takes (the profile). ``side``: prefetch the stages' side ranges (``PF0``; the logits' weights,
+    for the image after which the logits layer runs). Returns the number of input values outside [0, 1] (or
+    NaN)."""
     profile = cycles.size > 0
     bad = 0
     for q in range(tensors[ZERO_ROW, T_ROWLEN]):    # the zero row and the input rows (borders included)
@@ -1017,9 +1037,9 @@ def run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, a, acc, p
         if profile:
             start = cycle_counter()
         if op == ST_DWPW:
-            _dwpw_rows(stages, k, tensors, a, prm, qprm, i, rows, not record)
+            _dwpw_rows(stages, k, tensors, a, prm, qprm, i, rows, not record, side)
         elif op == ST_EXPAND or op == ST_PW:
-            _pw_rows(stages, k, tensors, a, prm, qprm, i, rows)
+            _pw_rows(stages, k, tensors, a, prm, qprm, i, rows, side)
         elif op == ST_CONV:
             _conv_row(stages, k, tensors, a, prm, qprm, i)
         elif op == ST_INPUT:
@@ -1072,7 +1092,7 @@ def forward(x, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, r
     bad = 0
     for n in range(nimg):
         bad += run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arena, acc, pooled, ends, record,
-                         cycles)
+                         cycles, n == nimg - 1 and head[3] > 0)
     if head[3] > 0 and nimg > 0:
         start = cycle_counter()
         _logits_stage(pooled, nimg, prm, qprm, head, arena, logits)
@@ -1093,7 +1113,7 @@ def forward_parallel(x, stages, tensors, schedule, prm, qprm, arenas, accs, pool
     for th in prange(threads):
         for n in range(th, nimg, threads):
             bad[n] = run_image(xf, nimg, h, w, n, stages, tensors, schedule, prm, qprm, arenas[th], accs[th],
-                               pooled, ends, record, cycles)
+                               pooled, ends, record, cycles, np.bool_(False))   # (the logits run elsewhere)
     if head[3] > 0 and nimg > 0:
         _logits_stage(pooled, nimg, prm, qprm, head, arenas[0], logits)
     return bad.sum()
