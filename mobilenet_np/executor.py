@@ -35,23 +35,21 @@ NARROW_MAP_FLOATS = 40 * 1024
 SIDE_STEPS_PER_LINE = 2   # reduction steps per cache line of the logits' weights prefetched (see side_prefetch)
 
 
-def l2_cache_bytes():
-    """The L2 cache of a core in bytes, as Linux reports it (``/sys/devices/system/cpu/cpu0/cache``); 0 when
-    unknown (another system, or a value that does not parse)."""
+def l2_cache_bytes(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
+    """The L2 cache of a core in bytes, as Linux reports it (``index*/level``, ``type``, ``size`` such as
+    ``2048K`` under ``cache_dir``); 0 when unknown (another system, or a value that does not parse)."""
     import glob
 
-    for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+    for index in sorted(glob.glob(f"{cache_dir}/index*")):
         try:
             with open(f"{index}/level") as f, open(f"{index}/type") as g, open(f"{index}/size") as h:
                 level, kind, size = f.read().strip(), g.read().strip(), h.read().strip()
         except OSError:
             continue
         if level == "2" and kind in ("Unified", "Data"):
-            units = {"K": 1 << 10, "M": 1 << 20}
-            try:
-                return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
-            except ValueError:
-                return 0
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+            digits = size[:-1] if scale > 1 else size
+            return int(digits) * scale if digits.isdigit() else 0
     return 0
 
 

@@ -366,6 +366,26 @@ def test_side_prefetch_takes_the_logits_weights_into_l2_only_where_they_fit(monk
     assert np.array_equal(fast.classify(images), with_side)
 
 
+@pytest.mark.parametrize("entries,expected", [
+    ([("1", "Data", "48K"), ("1", "Instruction", "32K"), ("2", "Unified", "2048K"), ("3", "Unified", "480M")],
+     2 << 20),
+    ([("1", "Data", "32K"), ("2", "Unified", "1M")], 1 << 20),
+    ([("2", "Unified", "262144")], 262144),
+    ([("1", "Data", "32K")], 0),                 # no L2 listed
+    ([("2", "Unified", "lots")], 0),             # sizes that do not parse
+    ([("2", "Unified", "")], 0),
+    ([("2", "Unified", "-1K")], 0),
+    ([], 0),                                     # no cache folder at all (another system)
+])
+def test_l2_size_read_from_sysfs(tmp_path, entries, expected):
+    for i, (level, kind, size) in enumerate(entries):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (d / name).write_text(value + "\n")
+    assert E.l2_cache_bytes(str(tmp_path)) == expected
+
+
 def test_schedule_keeps_few_rows_and_makes_every_row_once():
     fast, _ = _pair("v1", 0.25)
     plan = fast.executor.plan(224, 224)
