@@ -366,6 +366,27 @@ def test_side_prefetch_takes_the_logits_weights_into_l2_only_where_they_fit(monk
     assert np.array_equal(fast.classify(images), with_side)
 
 
+@pytest.mark.parametrize("lo,hi,h", [(160, 160 + 16 * 4032, 14), (0, 1000, 7), (32, 48, 5), (0, 0, 3)])
+def test_side_range_shares_cover_the_range_once(lo, hi, h):
+    """A stage made a row (or a few rows) at a time prefetches its side range in shares that follow one another
+    without a gap or an overlap, whole cache lines but the last; made in one step, the whole range; with
+    side=False, nothing."""
+    st = np.zeros((1, fused.NCOLS), np.int64)
+    st[0, fused.PF0], st[0, fused.PF1], st[0, fused.TOUT] = lo, hi, 1
+    t = np.zeros((2, fused.T_NCOLS), np.int64)
+    t[1, fused.T_H] = h
+    for rows in (1, 2, 3):
+        at = lo
+        for i in range(0, h, rows):
+            sp, sp_end = fused._side_range(st, 0, t, i, min(rows, h - i), True)
+            assert sp == at and sp_end >= sp and (sp - lo) % 16 == 0, (rows, i, sp, sp_end)
+            at = sp_end
+        assert at == hi
+    assert fused._side_range(st, 0, t, 0, h, True) == (lo, hi)
+    sp, sp_end = fused._side_range(st, 0, t, 2 % h, 1, False)
+    assert sp == sp_end
+
+
 @pytest.mark.parametrize("entries,expected", [
     ([("1", "Data", "48K"), ("1", "Instruction", "32K"), ("2", "Unified", "2048K"), ("3", "Unified", "480M")],
      2 << 20),

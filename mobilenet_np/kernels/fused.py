@@ -127,9 +127,9 @@ ST_INPUT, ST_CONV, ST_EXPAND, ST_DWPW, ST_PW, ST_POOL = range(6)
 # :func:`_stem_planar_row`);
 # for the pool, Q1 >= 0 is the record of an integer pool (see :func:`pool_finish`).
 # PF0/PF1: a range of the parameter buffer that the stage's GEMM prefetches into L2 besides its own weights,
-# one cache line per reduction step (empty: PF0 = PF1): the logits' weights, during the last stages of the
-# last image, so that they come from L2 rather than L3 when the logits layer reads them (see
-# ``executor.side_prefetch``).
+# one cache line per reduction step (empty: PF0 = PF1; a step of rows takes its share, :func:`_side_range`):
+# the logits' weights, during the last stages of the last image, so that they come from L2 rather than L3 when
+# the logits layer reads them (see ``executor.side_prefetch``).
 (OP, TIN, TOUT, TRES, STRIDE, PAD_T, PAD_L, K, W1, B1, RELU1, W2, B2, RELU2, SCRATCH,
  REC1, REC2, REC3, CR1, CR2, GROUP, Q1, Q2, Q3, PF0, PF1, NCOLS) = range(27)
 # Tensor columns: arena offset, rows kept (a ring; = H when all are), floats per stored row, border (0/1:
@@ -919,6 +919,17 @@ def _conv_row(st, k, t, a, prm, qprm, i):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _side_range(st, k, t, i, rows, side):
+    """The part of stage ``k``'s side range (``PF0``) that its output rows ``i`` to ``i + rows - 1`` prefetch: a
+    share in proportion, whole cache lines, all of it for the whole map; none unless ``side``."""
+    lo, hi, h = st[k, PF0], st[k, PF1], t[st[k, TOUT], T_H]
+    start = lo + (hi - lo) * i // h // 16 * 16
+    if not side:
+        return start, start
+    return start, (hi if i + rows >= h else lo + (hi - lo) * (i + rows) // h // 16 * 16)
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _pw_rows(st, k, t, a, prm, qprm, i, rows, side):
     """Rows ``i`` to ``i + rows - 1`` of a pointwise layer (V2's expand, or a pointwise layer on its own) as one
     GEMM; the input rows are one contiguous run (a borderless tensor whose ring holds them in order). With
@@ -926,9 +937,9 @@ def _pw_rows(st, k, t, a, prm, qprm, i, rows, side):
     Z, NO = np.int64(0), np.bool_(False)   # typed, not literals: one compiled gemm for every caller
     ti, to = st[k, TIN], st[k, TOUT]
     cin, cout, w = t[ti, T_C], t[to, T_C], t[to, T_W]
-    side_end = st[k, PF1] if side else st[k, PF0]
+    sp, sp_end = _side_range(st, k, t, i, rows, side)
     gemm(a, _row(t, ti, i), Z, Z, Z + 1, cin, cin, rows * w, prm, st[k, W1], st[k, B1], cout, st[k, RELU1] != 0,
-         a, _row(t, to, i), cout, w, t[to, T_ROWLEN], NO, Z, Z, st[k, PF0], side_end)
+         a, _row(t, to, i), cout, w, t[to, T_ROWLEN], NO, Z, Z, sp, sp_end)
     if qprm is not None:
         if st[k, Q1] >= 0:
             _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q1])
@@ -956,9 +967,9 @@ def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual, side):
         if st[k, Q1] >= 0:
             requant_run(a, scratch, rows * ow, c, prm, qprm, st[k, Q1])
     res = fuse_residual and tr >= 0 and not integer
-    side_end = st[k, PF1] if side else st[k, PF0]
+    sp, sp_end = _side_range(st, k, t, i, rows, side)
     gemm(a, scratch, Z, Z, Z + 1, c, c, rows * ow, prm, st[k, W2], st[k, B2], cout, st[k, RELU2] != 0,
-         a, _row(t, to, i), cout, ow, t[to, T_ROWLEN], res, _row(t, tr, i) if res else Z, cout, st[k, PF0], side_end)
+         a, _row(t, to, i), cout, ow, t[to, T_ROWLEN], res, _row(t, tr, i) if res else Z, cout, sp, sp_end)
     if qprm is not None:
         if integer:
             _requant_rows(t, to, a, i, rows, prm, qprm, st[k, Q2])
