@@ -5,6 +5,7 @@ is judged on many runs, not on one.
     for i in 1 2 3 4 5 6; do python bench/compare.py --batch 1 --json cold_$i.json; done
     python bench/spread.py cold_*.json
     python bench/spread.py --peer tensorflow --limit 0.2 cold_*.json steady_*.json
+    python bench/spread.py --against tflite_xnnpack --peer tensorflow cold_*.json    # TF's time / XNNPACK's
 
 Per case, batch, threads and mode (cold: each call after the other engines; steady: ``--block N``), and per
 peer: how many runs, the range and median of the ratio (mobilenet_np / peer, below 1 = we are faster), and how
@@ -16,12 +17,17 @@ import statistics
 import sys
 
 
-def spread(results, peer=None, limit=None):
-    """Rows of (case, batch, threads, mode, peer, runs, low, median, high, above limit or None)."""
+def spread(results, peer=None, limit=None, against=None):
+    """Rows of (case, batch, threads, mode, peer, runs, low, median, high, above limit or None). The ratios are
+    mobilenet_np / peer, or with ``against`` each engine's time over that engine's in the same run (such as
+    TensorFlow's over TFLite XNNPACK's: how the peers compare with one another, which moves from host to host)."""
     groups = {}
     for r in results:
         mode = "cold" if r.get("block", 1) == 1 else f"steady ({r['block']})"
-        for name, ratio in r["ratio"].items():
+        ms = r["median_ms"]
+        ratios = r["ratio"] if against is None else {n: t / ms[against] for n, t in ms.items()
+                                                     if n != against and against in ms}
+        for name, ratio in ratios.items():
             if peer is None or name == peer:
                 groups.setdefault((r["case"], r["batch"], r["threads"], mode, name), []).append(ratio)
     rows = []
@@ -37,6 +43,9 @@ def main(argv=None):
     p.add_argument("files", nargs="+", help="JSON files written by compare.py --json")
     p.add_argument("--peer", help="only this peer (tflite_xnnpack, onnxruntime, tensorflow, ...)")
     p.add_argument("--limit", type=float, help="count the runs whose ratio is above this")
+    p.add_argument("--against", metavar="ENGINE",
+                   help="each engine's time over ENGINE's (mobilenet_np, tflite_xnnpack, ...) instead of ours over the "
+                        "peers': e.g. how TensorFlow's time relates to XNNPACK's on this host")
     args = p.parse_args(argv)
     results = []
     for name in args.files:
@@ -44,7 +53,8 @@ def main(argv=None):
             results += json.load(f)
     print(f"{'case':<20}{'batch':>6}{'thr':>4}  {'mode':<11}{'peer':<22}{'runs':>5}{'low':>7}{'median':>8}{'high':>7}"
           + ("  above" if args.limit is not None else ""))
-    for case, batch, threads, mode, peer, n, low, med, high, above in spread(results, args.peer, args.limit):
+    for case, batch, threads, mode, peer, n, low, med, high, above in spread(results, args.peer, args.limit,
+                                                                           args.against):
         print(f"{case:<20}{batch:>6}{threads:>4}  {mode:<11}{peer:<22}{n:>5}{low:>7.2f}{med:>8.3f}{high:>7.2f}"
               + (f"  {above} of {n}" if above is not None else ""))
 

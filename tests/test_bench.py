@@ -80,9 +80,10 @@ def test_interleaved_rotates_the_order_and_times_blocks():
 
 def test_spread_summarizes_runs(tmp_path):
     """bench/spread.py over three hand-made runs: counts, range, median and runs above the limit per mode."""
-    def result(block, tf, xnn):
+    def result(block, tf, xnn):     # ours takes 1 ms, so each peer's time is 1 / its ratio
         return {"case": "v1_025_224", "batch": 1, "threads": 1, "block": block,
-                "median_ms": {}, "ratio": {"tensorflow": tf, "tflite_xnnpack": xnn}}
+                "median_ms": {"mobilenet_np": 1.0, "tensorflow": 1 / tf, "tflite_xnnpack": 1 / xnn},
+                "ratio": {"tensorflow": tf, "tflite_xnnpack": xnn}}
     for i, (tf, xnn) in enumerate([(0.18, 0.70), (0.24, 0.75), (0.19, 0.68)]):
         (tmp_path / f"cold_{i}.json").write_text(json.dumps([result(1, tf, xnn)]))
     (tmp_path / "steady.json").write_text(json.dumps([result(5, 0.15, 0.66)]))
@@ -98,3 +99,9 @@ def test_spread_summarizes_runs(tmp_path):
     r = run(*files, tool="spread.py")     # every peer, no limit
     assert [line.split()[4 if "cold" in line else 5] for line in r.stdout.splitlines()[1:]] == [
         "tensorflow", "tflite_xnnpack", "tensorflow", "tflite_xnnpack"]
+    # TF's time over XNNPACK's: 0.70/0.18, 0.75/0.24, 0.68/0.19 = 3.89, 3.125 (3.1250000000000004 in floats: "3.13"),
+    # 3.58 (median 3.579)
+    r = run("--against", "tflite_xnnpack", "--peer", "tensorflow", *files, tool="spread.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[1].split() == ["v1_025_224", "1", "1", "cold", "tensorflow", "3", "3.13", "3.579",
+                                                "3.89"]
