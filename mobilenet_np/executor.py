@@ -14,6 +14,7 @@
   Python threads run at once).
 """
 import collections
+import glob
 import threading
 
 import numpy as np
@@ -38,8 +39,6 @@ SIDE_STEPS_PER_LINE = 2   # reduction steps per cache line of the logits' weight
 def l2_cache_bytes(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
     """The L2 cache of a core in bytes, as Linux reports it (``index*/level``, ``type``, ``size`` such as
     ``2048K`` under ``cache_dir``); 0 when unknown (another system, or a value that does not parse)."""
-    import glob
-
     for index in sorted(glob.glob(f"{cache_dir}/index*")):
         try:
             with open(f"{index}/level") as f, open(f"{index}/type") as g, open(f"{index}/size") as h:
@@ -598,13 +597,13 @@ class FastExecutor:
         if self._head is None:
             raise ValueError("this model has no logits layer")
         n = features.shape[0]
-        w, b, cin, cout = self._head[:4]
+        cin, cout = self._head[2], self._head[3]
         f = np.zeros((n, cin), np.float32)
         f[:, :features.shape[1]] = features
-        out = np.empty(max(n, 1) * cout, np.float32)
-        if n:
-            fused.dense(f.ravel(), n, cin, self.params, w, b, cout, out, self._head[5])
-        return np.ascontiguousarray(out[:n * cout].reshape(n, cout)[:, :self.num_classes])
+        z = np.empty((n, self.num_classes), np.float32)
+        # (the pass's own logits step: padded rows into a scratch buffer, the real classes copied out)
+        fused._logits_stage(f.ravel(), n, self.params, None, self._head, np.empty(max(n, 1) * cout, np.float32), z)
+        return z
 
 
 # ---------------------------------------------------------------------------------------------------------

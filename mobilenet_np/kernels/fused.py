@@ -922,11 +922,11 @@ def _conv_row(st, k, t, a, prm, qprm, i):
 def _side_range(st, k, t, i, rows, side):
     """The part of stage ``k``'s side range (``PF0``) that its output rows ``i`` to ``i + rows - 1`` prefetch: a
     share in proportion, whole cache lines, all of it for the whole map; none unless ``side``."""
-    lo, hi, h = st[k, PF0], st[k, PF1], t[st[k, TOUT], T_H]
-    start = lo + (hi - lo) * i // h // 16 * 16
-    if not side:
-        return start, start
-    return start, (hi if i + rows >= h else lo + (hi - lo) * (i + rows) // h // 16 * 16)
+    lo, hi = st[k, PF0], st[k, PF1]
+    if not side or lo == hi:
+        return lo, lo
+    h = t[st[k, TOUT], T_H]
+    return lo + (hi - lo) * i // h // 16 * 16, (hi if i + rows >= h else lo + (hi - lo) * (i + rows) // h // 16 * 16)
 
 
 @njit(cache=True, _nrt=False, inline="always")
