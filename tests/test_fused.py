@@ -131,6 +131,27 @@ def test_stationary_blocks_sum_exactly_like_the_tiles(cin):
                     assert not np.isnan(outs[0][4:-4]).any() and np.isnan(outs[0][[0, 3, -4, -1]]).all()
 
 
+@pytest.mark.parametrize("cout", [8, 16, 32, 64, 120])
+def test_unrolled_reduction_sums_exactly_like_single_steps(cout):
+    """The tiled GEMM takes its reduction fused.GEMM_UNROLL steps a trip and the rest one at a time: 24 inputs as
+    one run (3 whole trips), as two runs of 12 (a trip and 4 single steps each) and as three runs of 8 (whole
+    trips, or all single steps if GEMM_UNROLL > 8) are the same sums in the same order, so the bytes agree, for
+    every block width and an odd pixel count."""
+    rng = np.random.default_rng(cout)
+    k, npx = 24, 13
+    prm, (w_off, b_off) = E._params(E.pack_gemm(_random(rng, k, cout, scale=0.5)), _random(rng, cout))
+    src = _random(rng, npx * k + E.ALIGN)
+    outs = []
+    for nseg in (1, 2, 3):
+        seglen = k // nseg
+        out = np.full(npx * cout, np.nan, np.float32)
+        fused.gemm(src, 0, seglen, 2 * seglen, nseg, seglen, k, npx, prm, w_off, b_off, cout, True,
+                   out, 0, cout, npx, npx * cout, False, 0, cout, 0, 0)
+        outs.append(out)
+    assert not np.isnan(outs[0]).any()
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2]), cout
+
+
 def test_gemm_packing_walks_blocks_in_kernel_order():
     assert E.gemm_blocks(8, 16) == [(0, 8)]
     if fused.WIDE:
