@@ -67,11 +67,11 @@ from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, 
                    cycle_counter, deinterleave_rgb32, dup8, fma, load_int16_like, load_like, load_pixels16,
                    load_row16, load_row8, load_rows_like, narrow_multipliers8, narrow_multipliers16, offsets,
                    offsets2d_like, offsets_like, prefetch, repeat_vector, requant_narrow, requant_reference8,
-                   rows_clamp6, rows_fma_pairs, run_offsets, store, store_affine, store_pairs, tile_add, tile_clamp6,
+                   rows_clamp6, rows_fma_pairs, run_offsets, run_offsets_like, store, store_affine, store_pairs, tile_add, tile_clamp6,
                    tile_dot_rows, tile_fma, tile_init, tile_store)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "5bf0cb02d34853e9"
+COMPILED_IN = "af4d8eb5665f5ee6"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -169,8 +169,10 @@ def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, br
     last = npx - 1
     panel = nseg * seglen * nb
     pf, pf_end = w + panel, min(w + 2 * panel, prm.size)    # the next panel (of this layer or the next)
+    col, d_row = 0, d_base      # the tile's first pixel: column ``col`` of the output row at ``d_row``
     for p in range(0, npx, len(tmpl)):
-        so = offsets_like(tmpl, 0, p, last, s_step)
+        whole = p + len(tmpl) <= npx    # no pixel repeated: offsets by a multiply-add, without clamping
+        so = run_offsets_like(tmpl, p * s_step, s_step) if whole else offsets_like(tmpl, 0, p, last, s_step)
         acc = tile_init(brow, so)
         wp = w
         for k in range(nseg):
@@ -202,8 +204,18 @@ def _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, br
         if relu6:
             acc = tile_clamp6(acc)
         if res:
-            acc = tile_add(dst, offsets_like(tmpl, r_base, p, last, r_step), acc)
-        tile_store(dst, offsets2d_like(tmpl, d_base, p, last, d_step, d_rowpx, d_rowstride), acc)
+            ro = run_offsets_like(tmpl, r_base + p * r_step, r_step) if whole else offsets_like(tmpl, r_base, p, last,
+                                                                                                  r_step)
+            acc = tile_add(dst, ro, acc)
+        if whole and col + len(tmpl) <= d_rowpx:    # within one output row
+            do = run_offsets_like(tmpl, d_row + col * d_step, d_step)
+        else:
+            do = offsets2d_like(tmpl, d_base, p, last, d_step, d_rowpx, d_rowstride)
+        tile_store(dst, do, acc)
+        col += len(tmpl)
+        while col >= d_rowpx:
+            col -= d_rowpx
+            d_row += d_rowstride
     return sp
 
 

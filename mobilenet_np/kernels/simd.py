@@ -377,6 +377,23 @@ def offsets_like(typingctx, template, base, p, last, stride):
 
 
 @intrinsic
+def run_offsets_like(typingctx, template, base, stride):
+    """:func:`run_offsets` with as many pixels as ``template`` has: ``base + k * stride``, no clamping."""
+    if not (_is_offsets(template) and isinstance(base, types.Integer) and isinstance(stride, types.Integer)):
+        return None
+    n = template.count
+    rtype = types.UniTuple(types.intp, n)
+
+    def codegen(context, builder, sig, args):
+        b, s = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:]))
+        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+        for k in range(n):
+            out = builder.insert_value(out, builder.add(b, builder.mul(s, ir.Constant(s.type, k))), k)
+        return out
+    return rtype(template, base, stride), codegen
+
+
+@intrinsic
 def offsets2d_like(typingctx, template, base, p, last, step, rowpx, rowstride):
     """Offsets of pixels ``min(p + k, last)`` of a map stored row by row: pixel q at
     ``base + (q // rowpx) * rowstride + (q % rowpx) * step`` (rows of ``rowpx`` pixels, ``rowstride`` apart --
