@@ -241,6 +241,11 @@ class FastExecutor:
         self.architecture = architecture
         self.threads = int(threads)
         params = _Params()
+        scale = self._input_transform()[0]
+        if not (scale > 0 and np.frexp(np.float32(scale))[0] == 0.5):
+            # the input stage maps v -> scale v + offset with one multiply-add, the same values as a multiply
+            # and an add only when scale v is exact (simd.store_affine)
+            raise ValueError(f"the input map's scale must be a power of two, not {scale}")
         self._input_map = params.add(self._input_transform())
         self._layers = []     # (layer, dict of parameter offsets)
         for layer, w, bias, bn in steps:

@@ -450,6 +450,7 @@ def test_the_input_stage_catches_every_value_out_of_range(family, alpha):
     images = random_images(1, 37, 45, seed=3)    # rows of 135 values: 8 vectors of 16, then 7 one by one
     edges = images.copy()
     edges[0, 0, 0, 0], edges[0, -1, -1, -1] = 0.0, 1.0
+    edges[0, 3, 4, 1], edges[0, 36, 44, 0] = -0.0, -0.0     # -0.0 >= 0: in a vector and in the tail
     fast.features(edges)                          # both ends of [0, 1] are valid
     above_one = np.nextafter(np.float32(1), np.float32(2))
     for value in (np.nan, np.inf, -np.inf, above_one, np.float32(-1e-30)):
@@ -458,6 +459,21 @@ def test_the_input_stage_catches_every_value_out_of_range(family, alpha):
             bad[0, y, x, c] = value
             with pytest.raises(InputError):
                 fast.features(bad)
+
+
+def test_the_input_map_scale_must_be_a_power_of_two():
+    """The input stage maps with one multiply-add (simd.store_affine), the values of a multiply and an add only
+    when the product is exact: an executor with another scale is refused, not silently rounded differently."""
+    fast, _ = _pair("v1", 0.25)
+    fast.features(random_images(1, 32, 32))
+    steps = fast._steps
+
+    class ThirdScale(E.FastExecutor):
+        def _input_transform(self):
+            return (1.5, -1.0, 0.0, 1.0)
+
+    with pytest.raises(ValueError, match="power of two"):
+        ThirdScale(fast.architecture, steps)
 
 
 @pytest.mark.parametrize("family, alpha, grouped", [

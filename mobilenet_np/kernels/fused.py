@@ -63,15 +63,15 @@ from numba import njit, prange
 
 from .integer_fixedpoint import requantize_one, xnnpack_centered
 from .integer_ops import ADD_LEFT_SHIFT, add_one, add_xnnpack_one, mean_from_sum, rounded_mean
-from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, clamp6, count_in_range,
-                   cycle_counter, deinterleave_rgb32, dup8, fma, load_int16_like, load_like, load_pixels16,
-                   load_row16, load_row8, load_rows_like, narrow_multipliers8, narrow_multipliers16, offsets,
+from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, clamp6, cycle_counter,
+                   deinterleave_rgb32, dup8, fma, lanes_above, load_int16_like, load_like, load_pixels16, load_row16,
+                   load_row8, load_rows_like, max_bits, narrow_multipliers8, narrow_multipliers16, offsets,
                    offsets2d_like, offsets_like, prefetch, repeat_vector, requant_narrow, requant_reference8,
-                   rows_clamp6, rows_fma_pairs, run_offsets, run_offsets_like, store, store_affine, store_pairs, tile_add, tile_clamp6,
-                   tile_dot_rows, tile_fma, tile_init, tile_store)
+                   rows_clamp6, rows_fma_pairs, run_offsets, run_offsets_like, store, store_affine, store_pairs,
+                   tile_add, tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store, zeros16)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "af4d8eb5665f5ee6"
+COMPILED_IN = "10797b1c15c3f85f"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -889,21 +889,23 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
     """Image ``n``, row ``r`` (of the flat C-ordered batch ``xf``: float32, or an 8-bit model's own integers),
     mapped by ``(scale, offset, lo, hi)`` at ``prm[W1]``: ``v -> scale v + offset`` (float models: [0, 1] ->
     [-1, 1]; integer ones: ``q -> q - z``).
-    Returns how many of its values are not in [lo, hi] (NaN and infinities included), so the caller can refuse
-    the image."""
+    Returns a count that is 0 exactly when every value is in [lo, hi] (no NaN or infinity either; the vectors
+    are checked by :func:`~mobilenet_np.kernels.simd.max_bits`), so the caller can refuse the image."""
     src = (n * h + r) * w * 3
     to = st[k, TOUT]
     m = st[k, W1]
     scale, offset, lo, hi = prm[m], prm[m + 1], prm[m + 2], prm[m + 3]
+    shift, limit = np.float32(0.0) - lo, hi - lo
     plane = t[to, T_PLANE]
-    inside = 0          # values in [lo, hi], counted in the same pass that maps them
+    worst = zeros16()   # of the vectors' values minus lo, the one whose bits are largest as an unsigned integer
+    outside = 0         # values of the scalar tail not in [lo, hi]
     if plane > 0:        # planar rows for the stem: one run per channel c and parity q of bordered columns
         row = _padded_row(t, to, r)
         x0 = 0
         while x0 + 32 <= w:     # 32 columns at a time: even ones (bordered b = x + 1 odd) and odd ones
             v6 = deinterleave_rgb32(xf, src + x0 * 3)
             for c in range(3):
-                inside += count_in_range(v6[2 * c], lo, hi) + count_in_range(v6[2 * c + 1], lo, hi)
+                worst = max_bits(max_bits(worst, v6[2 * c], shift), v6[2 * c + 1], shift)
                 store_affine(a, row + (2 * c + 1) * plane + x0 // 2, v6[2 * c], scale, offset)
                 store_affine(a, row + 2 * c * plane + x0 // 2 + 1, v6[2 * c + 1], scale, offset)
             x0 += 32
@@ -911,21 +913,21 @@ def _input_row(st, k, t, xf, h, w, n, r, a, prm):
             dst = row + (x + 1) % 2 * plane + (x + 1) // 2
             for c in range(3):
                 v = np.float32(xf[np.uint64(src + x * 3 + c)])
-                inside += (v >= lo) & (v <= hi)
+                outside += not ((v >= lo) & (v <= hi))
                 a[np.uint64(dst + 2 * c * plane)] = v * scale + offset
-        return w * 3 - inside
+        return outside + lanes_above(worst, limit)
     dst = _row(t, to, r)
     q = 0
     while q + 16 <= w * 3:
         v16 = load_pixels16(xf, src + q)
-        inside += count_in_range(v16, lo, hi)
+        worst = max_bits(worst, v16, shift)
         store_affine(a, dst + q, v16, scale, offset)
         q += 16
     for q in range(q, w * 3):
         v = np.float32(xf[np.uint64(src + q)])
-        inside += (v >= lo) & (v <= hi)
+        outside += not ((v >= lo) & (v <= hi))
         a[np.uint64(dst + q)] = v * scale + offset
-    return w * 3 - inside
+    return outside + lanes_above(worst, limit)
 
 
 @njit(cache=True, _nrt=False, inline="always")

@@ -559,12 +559,23 @@ def deinterleave_rgb32(typingctx, buf, i):
     def codegen(context, builder, sig, args):
         ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
         block = _load_as_float(builder, ptr, 96, sig.args[0].dtype)
-        undef = ir.Constant(block.type, ir.Undefined)
+        mask = lambda idx: ir.Constant(ir.VectorType(_I32, len(idx)), idx)
+        vec = [builder.shuffle_vector(block, ir.Constant(block.type, ir.Undefined), mask(list(range(16 * v, 16 * v + 16))))
+               for v in range(6)]
+        undef = ir.Constant(vec[0].type, ir.Undefined)
         out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
         for c in range(3):
+            halves = []
+            for h in range(2):          # channel c of pixels 16h .. 16h + 15: float 3p + c of the half's 48
+                a, b, cc = vec[3 * h: 3 * h + 3]
+                first = builder.shuffle_vector(a, b, mask([3 * p + c if 3 * p + c < 32 else 0 for p in range(16)]))
+                third = builder.shuffle_vector(cc, undef, mask([max(3 * p + c - 32, 0) for p in range(16)]))
+                pick = ir.Constant(ir.VectorType(ir.IntType(1), 16), [int(3 * p + c >= 32) for p in range(16)])
+                halves.append(builder.select(pick, third, first))
             for e in range(2):
-                mask = ir.Constant(ir.VectorType(_I32, 16), [(2 * p + e) * 3 + c for p in range(16)])
-                out = builder.insert_value(out, builder.shuffle_vector(block, undef, mask), 2 * c + e)
+                out = builder.insert_value(out, builder.shuffle_vector(
+                    halves[0], halves[1], mask([2 * p + e for p in range(8)] + [16 + 2 * p + e for p in range(8)])),
+                    2 * c + e)
         return out
     return rtype(buf, i), codegen
 
@@ -593,20 +604,50 @@ def load_pixels16(typingctx, buf, i):
 
 
 @intrinsic
-def count_in_range(typingctx, v, lo, hi):
-    """How many lanes of the vector ``v`` satisfy ``lo <= v <= hi`` (NaN never does): two vector compares and
-    a population count, where the scalar loop's count is not vectorized."""
-    if not (isinstance(v, F32Vector) and lo == types.float32 and hi == types.float32):
+def zeros16(typingctx):
+    """An ``f32x16`` of +0.0."""
+    def codegen(context, builder, sig, args):
+        return ir.Constant(ir.VectorType(ir.FloatType(), 16), [0.0] * 16)
+    return f32x16(), codegen
+
+
+@intrinsic
+def max_bits(typingctx, worst, v, shift):
+    """Lane by lane, whichever of ``worst`` and ``v + shift`` has the larger bit pattern read as an unsigned
+    integer: one add and one integer max, where two compares and a population count took a port that the
+    input's permutes need too. From +0.0 up, the bit patterns of floats are in the order of their values, and
+    every negative value, infinity and NaN lies above all finite non-negative ones; ``-0.0 + 0.0`` is +0.0. So
+    with ``shift = +0.0 - lo``, :func:`lanes_above` of the result and ``hi - lo`` counts the lanes where some
+    ``v`` was outside [lo, hi] (NaN included) -- exactly, as long as ``v - lo`` is exact: lo = 0, or integer
+    values (every input map here)."""
+    if not (worst == f32x16 and v == f32x16 and shift == types.float32):
         return None
 
     def codegen(context, builder, sig, args):
-        lanes = sig.args[0].lanes
-        ok = builder.and_(builder.fcmp_ordered(">=", args[0], _splat(builder, args[1], lanes)),
-                          builder.fcmp_ordered("<=", args[0], _splat(builder, args[2], lanes)))
-        bits = ir.IntType(lanes)
-        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bits, [bits]), f"llvm.ctpop.i{lanes}")
-        return builder.zext(builder.call(ctpop, [builder.bitcast(ok, bits)]), ir.IntType(64))
-    return types.int64(v, lo, hi), codegen
+        i32x16 = ir.VectorType(_I32, 16)
+        shifted = builder.fadd(args[1], _splat(builder, args[2], 16))
+        umax = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32x16, [i32x16, i32x16]),
+                                              "llvm.umax.v16i32")
+        m = builder.call(umax, [builder.bitcast(args[0], i32x16), builder.bitcast(shifted, i32x16)])
+        return builder.bitcast(m, args[0].type)
+    return f32x16(worst, v, shift), codegen
+
+
+@intrinsic
+def lanes_above(typingctx, worst, limit):
+    """How many lanes of ``worst`` have a bit pattern above that of ``limit`` (a float >= +0.0), compared as
+    unsigned integers: see :func:`max_bits`."""
+    if not (worst == f32x16 and limit == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32x16 = ir.VectorType(_I32, 16)
+        above = builder.icmp_unsigned(">", builder.bitcast(args[0], i32x16),
+                                      builder.bitcast(_splat(builder, args[1], 16), i32x16))
+        bits = ir.IntType(16)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bits, [bits]), "llvm.ctpop.i16")
+        return builder.zext(builder.call(ctpop, [builder.bitcast(above, bits)]), ir.IntType(64))
+    return types.int64(worst, limit), codegen
 
 
 @intrinsic
@@ -629,14 +670,16 @@ def add_widened8(typingctx, acc, i, src, j):
 
 @intrinsic
 def store_affine(typingctx, dst, i, v, scale, offset):
-    """``dst[i : i + lanes] = v * scale + offset`` (a multiply, then an add: two roundings, as in scalar code)."""
+    """``dst[i : i + lanes] = v * scale + offset`` as one multiply-add (one rounding where the CPU fuses them):
+    the same values as a multiply, then an add, when ``v * scale`` is exact -- ``scale`` a power of two, which
+    the fast executor requires of its input map."""
     if not (_is_buffer(dst) and isinstance(i, types.Integer) and isinstance(v, F32Vector)
             and scale == types.float32 and offset == types.float32):
         return None
 
     def codegen(context, builder, sig, args):
         lanes = sig.args[2].lanes
-        y = builder.fadd(builder.fmul(args[2], _splat(builder, args[3], lanes)), _splat(builder, args[4], lanes))
+        y = _fmuladd(builder, args[2], _splat(builder, args[3], lanes), _splat(builder, args[4], lanes))
         ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
         builder.store(y, builder.bitcast(ptr, y.type.as_pointer()), align=4)
         return context.get_dummy_value()
