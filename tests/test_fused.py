@@ -152,6 +152,29 @@ def test_unrolled_reduction_sums_exactly_like_single_steps(cout):
     assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2]), cout
 
 
+def test_fitted_tile_repeats_the_fewest_pixels():
+    assert [int(fused.fitted_tile(n, 8, 4, 7)) for n in (56, 49, 30, 25, 12, 4, 13, 1)] == [8, 7, 6, 5, 6, 4, 7, 4]
+    assert [int(fused.fitted_tile(n, 4, 4, 6)) for n in (196, 49, 25, 30, 36, 7)] == [4, 5, 5, 6, 4, 4]
+
+
+@pytest.mark.parametrize("kin, cout", [(24, 96), (200, 32)])    # 64 + 32 wide blocks; 32 wide past 160 inputs
+def test_tiles_fitted_to_the_pixel_count_sum_like_the_usual_ones(kin, cout):
+    """49, 30 or 25 pixels go in tiles of 7 or 5 where those fit better (fused.fitted_tile), the same pixels
+    among 56 in the usual tiles of 8 and 4: each pixel's sum is the same steps in the same order, so the bytes
+    agree."""
+    rng = np.random.default_rng(kin)
+    prm, (w_off, b_off) = E._params(E.pack_gemm(_random(rng, kin, cout, scale=0.5)), _random(rng, cout))
+    src = _random(rng, 56 * kin + E.ALIGN)
+    full = np.full(56 * cout, np.nan, np.float32)
+    fused.gemm(src, 0, 0, 0, 1, kin, kin, 56, prm, w_off, b_off, cout, True, full, 0, cout, 56, 56 * cout, False,
+               0, cout, 0, 0)
+    for npx in (49, 30, 25):
+        out = np.full(npx * cout, np.nan, np.float32)
+        fused.gemm(src, 0, 0, 0, 1, kin, kin, npx, prm, w_off, b_off, cout, True, out, 0, cout, 7, 7 * cout,
+                   False, 0, cout, 0, 0)
+        assert np.array_equal(out, full[:npx * cout]), (kin, cout, npx)
+
+
 def test_gemm_packing_walks_blocks_in_kernel_order():
     assert E.gemm_blocks(8, 16) == [(0, 8)]
     if fused.WIDE:
