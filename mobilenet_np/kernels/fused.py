@@ -293,29 +293,18 @@ def fitted_tile(npx, first, lo, hi):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _block64(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, brow, relu6, dst, d_base, d_step, d_rowpx,
-             d_rowstride, res, r_base, r_step, sp, sp_end):
-    """A 64-wide block of :func:`gemm` by :func:`_gemm_block`, in tiles of 4 pixels (16 accumulators), or of 5
-    (20) where that repeats fewer pixels (7x7 and 5x5 maps)."""
-    args = (src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, 64, brow)
-    if fitted_tile(npx, np.int64(4), np.int64(5), np.int64(5)) == 5:
-        return _gemm_block(*args, offsets(0, 0, 0, 0, 5), relu6, dst, d_base, d_step, d_rowpx, d_rowstride, res,
-                           r_base, r_step, sp, sp_end)
-    return _gemm_block(*args, offsets(0, 0, 0, 0, 4), relu6, dst, d_base, d_step, d_rowpx, d_rowstride, res,
-                       r_base, r_step, sp, sp_end)
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def _block32(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, brow, relu6, dst, d_base, d_step, d_rowpx,
-             d_rowstride, res, r_base, r_step, sp, sp_end):
-    """A 32-wide block of :func:`gemm` by :func:`_gemm_block`, in tiles of 8 pixels, or of 7 (14 independent
-    sums) where that repeats fewer pixels (7x7 maps)."""
-    args = (src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, 32, brow)
-    if fitted_tile(npx, np.int64(8), np.int64(7), np.int64(7)) == 7:
-        return _gemm_block(*args, offsets(0, 0, 0, 0, 7), relu6, dst, d_base, d_step, d_rowpx, d_rowstride, res,
-                           r_base, r_step, sp, sp_end)
-    return _gemm_block(*args, offsets(0, 0, 0, 0, 8), relu6, dst, d_base, d_step, d_rowpx, d_rowstride, res,
-                       r_base, r_step, sp, sp_end)
+def _fitted_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, usual, fitted, relu6, dst,
+                  d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step, sp, sp_end):
+    """A wide block of :func:`gemm` by :func:`_gemm_block`, in tiles of ``len(usual)`` pixels, or of
+    ``len(fitted)`` where that repeats fewer pixels (:func:`fitted_tile`): 64-wide blocks in tiles of 4
+    (16 accumulators) or 5 (20; with the 4 weight vectors and a broadcast still within 32 registers), 32-wide
+    ones in tiles of 8 or 7 (14 independent sums), for 7x7 and 5x5 maps."""
+    n, m = np.int64(len(usual)), np.int64(len(fitted))
+    if fitted_tile(npx, n, m, m) == m:
+        return _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, fitted, relu6, dst,
+                           d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step, sp, sp_end)
+    return _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, usual, relu6, dst,
+                       d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step, sp, sp_end)
 
 
 @njit(cache=True, _nrt=False)
@@ -368,14 +357,14 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
         cout = cout16     # the wide blocks, below
         ob = 0
     while cout - ob >= 64 and widest_block(kin) == 64:
-        sp = _block64(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin,
-                      load_row16(prm, b_off + ob, 4), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride, res,
-                      r_base + ob, r_step, sp, sp_end)
+        sp = _fitted_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 64,
+                           load_row16(prm, b_off + ob, 4), offsets(0, 0, 0, 0, 4), offsets(0, 0, 0, 0, 5), relu6,
+                           dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
         ob += 64
     while cout - ob >= 32:
-        sp = _block32(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin,
-                      load_row16(prm, b_off + ob, 2), relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride, res,
-                      r_base + ob, r_step, sp, sp_end)
+        sp = _fitted_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 32,
+                           load_row16(prm, b_off + ob, 2), offsets(0, 0, 0, 0, 8), offsets(0, 0, 0, 0, 7), relu6,
+                           dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
         ob += 32
     if cout - ob >= 16:
         sp = _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 16,
