@@ -71,7 +71,7 @@ from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, 
                    tile_add, tile_clamp6, tile_dot_rows, tile_fma, tile_init, tile_store, zeros16)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "10797b1c15c3f85f"
+COMPILED_IN = "35abad585d61705d"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 

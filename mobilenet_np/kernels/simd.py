@@ -186,12 +186,17 @@ def run_offsets(typingctx, base, stride, count):
     rtype = types.UniTuple(types.intp, n)
 
     def codegen(context, builder, sig, args):
-        b, s = (context.cast(builder, v, t, types.intp) for v, t in zip(args[:2], sig.args[:2]))
-        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
-        for k in range(n):
-            out = builder.insert_value(out, builder.add(b, builder.mul(s, ir.Constant(s.type, k))), k)
-        return out
+        return _run_offsets(context, builder, rtype, args[:2], sig.args[:2])
     return rtype(base, stride, count), codegen
+
+
+def _run_offsets(context, builder, rtype, args, types_):
+    """``(base + k * stride for k < len(rtype))`` from the values ``args = (base, stride)``."""
+    b, s = (context.cast(builder, v, t, types.intp) for v, t in zip(args, types_))
+    out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
+    for k in range(rtype.count):
+        out = builder.insert_value(out, builder.add(b, builder.mul(s, ir.Constant(s.type, k))), k)
+    return out
 
 
 def _make_load_row(lanes):
@@ -385,11 +390,7 @@ def run_offsets_like(typingctx, template, base, stride):
     rtype = types.UniTuple(types.intp, n)
 
     def codegen(context, builder, sig, args):
-        b, s = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:]))
-        out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
-        for k in range(n):
-            out = builder.insert_value(out, builder.add(b, builder.mul(s, ir.Constant(s.type, k))), k)
-        return out
+        return _run_offsets(context, builder, rtype, args[1:], sig.args[1:])
     return rtype(template, base, stride), codegen
 
 
@@ -559,9 +560,11 @@ def deinterleave_rgb32(typingctx, buf, i):
     def codegen(context, builder, sig, args):
         ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
         block = _load_as_float(builder, ptr, 96, sig.args[0].dtype)
-        mask = lambda idx: ir.Constant(ir.VectorType(_I32, len(idx)), idx)
-        vec = [builder.shuffle_vector(block, ir.Constant(block.type, ir.Undefined), mask(list(range(16 * v, 16 * v + 16))))
-               for v in range(6)]
+        def mask(idx):
+            return ir.Constant(ir.VectorType(_I32, len(idx)), idx)
+
+        whole = ir.Constant(block.type, ir.Undefined)
+        vec = [builder.shuffle_vector(block, whole, mask(list(range(16 * v, 16 * v + 16)))) for v in range(6)]
         undef = ir.Constant(vec[0].type, ir.Undefined)
         out = ir.Constant(context.get_value_type(rtype), ir.Undefined)
         for c in range(3):
