@@ -241,12 +241,12 @@ class FastExecutor:
         self.architecture = architecture
         self.threads = int(threads)
         params = _Params()
-        scale = self._input_transform()[0]
-        if not (scale > 0 and np.frexp(np.float32(scale))[0] == 0.5):
+        input_map = self._input_transform()
+        if not (input_map[0] > 0 and np.frexp(np.float32(input_map[0]))[0] == 0.5):
             # the input stage maps v -> scale v + offset with one multiply-add, the same values as a multiply
             # and an add only when scale v is exact (simd.store_affine)
-            raise ValueError(f"the input map's scale must be a power of two, not {scale}")
-        self._input_map = params.add(self._input_transform())
+            raise ValueError(f"the input map's scale must be a power of two, not {input_map[0]}")
+        self._input_map = params.add(input_map)
         self._layers = []     # (layer, dict of parameter offsets)
         for layer, w, bias, bn in steps:
             if bn is not None:

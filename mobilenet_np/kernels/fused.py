@@ -293,14 +293,13 @@ def fitted_tile(npx, first, lo, hi):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _fitted_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, usual, fitted, relu6, dst,
-                  d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step, sp, sp_end):
+def _fitted_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, usual, fitted, use_fitted,
+                  relu6, dst, d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step, sp, sp_end):
     """A wide block of :func:`gemm` by :func:`_gemm_block`, in tiles of ``len(usual)`` pixels, or of
-    ``len(fitted)`` where that repeats fewer pixels (:func:`fitted_tile`): 64-wide blocks in tiles of 4
-    (16 accumulators) or 5 (20; with the 4 weight vectors and a broadcast still within 32 registers), 32-wide
-    ones in tiles of 8 or 7 (14 independent sums), for 7x7 and 5x5 maps."""
-    n, m = np.int64(len(usual)), np.int64(len(fitted))
-    if fitted_tile(npx, n, m, m) == m:
+    ``len(fitted)`` when ``use_fitted`` (:func:`gemm` asks :func:`fitted_tile` once per call): 64-wide blocks in
+    tiles of 4 (16 accumulators) or 5 (20; with the 4 weight vectors and a broadcast still within 32 registers),
+    32-wide ones in tiles of 8 or 7 (14 independent sums), for 7x7 and 5x5 maps."""
+    if use_fitted:
         return _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, fitted, relu6, dst,
                            d_base, d_step, d_rowpx, d_rowstride, res, r_base, r_step, sp, sp_end)
     return _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w, nb, brow, usual, relu6, dst,
@@ -356,15 +355,18 @@ def gemm(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off, b_off, co
                              relu6, dst, d_base + cout16, d_step, d_rowpx, d_rowstride, res, r_base + cout16, r_step)
         cout = cout16     # the wide blocks, below
         ob = 0
+    # the wide blocks' tiles, chosen once for all blocks of this call
+    five = fitted_tile(npx, np.int64(4), np.int64(5), np.int64(5)) == 5
+    seven = fitted_tile(npx, np.int64(8), np.int64(7), np.int64(7)) == 7
     while cout - ob >= 64 and widest_block(kin) == 64:
         sp = _fitted_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 64,
-                           load_row16(prm, b_off + ob, 4), offsets(0, 0, 0, 0, 4), offsets(0, 0, 0, 0, 5), relu6,
-                           dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
+                           load_row16(prm, b_off + ob, 4), offsets(0, 0, 0, 0, 4), offsets(0, 0, 0, 0, 5), five,
+                           relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
         ob += 64
     while cout - ob >= 32:
         sp = _fitted_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 32,
-                           load_row16(prm, b_off + ob, 2), offsets(0, 0, 0, 0, 8), offsets(0, 0, 0, 0, 7), relu6,
-                           dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
+                           load_row16(prm, b_off + ob, 2), offsets(0, 0, 0, 0, 8), offsets(0, 0, 0, 0, 7), seven,
+                           relu6, dst, d_base + ob, d_step, d_rowpx, d_rowstride, res, r_base + ob, r_step, sp, sp_end)
         ob += 32
     if cout - ob >= 16:
         sp = _gemm_block(src, seg0, seg1, seg2, nseg, seglen, s_step, npx, prm, w_off + ob * kin, 16,
