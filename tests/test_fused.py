@@ -3,10 +3,12 @@ against the layer-by-layer path (random weights, odd sizes, batches, threads, en
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from numba import njit
 
 from mobilenet_np import kernels as K
 from mobilenet_np import executor as E
 from mobilenet_np.kernels import fused
+from mobilenet_np.kernels.simd import load_row16, run_offsets
 from mobilenet_np.errors import InputError
 from mobilenet_np.model import Model
 from mobilenet_np.testing import assert_close
@@ -203,7 +205,8 @@ def _free_buffers(executor):
     ("v1", 0.25, 2, (64, 96)), ("v1", 0.25, 1, (128, 128)), ("v1", 0.25, 1, (50, 67)),   # 67: odd, left pad 1
     ("v1", 0.3, 3, (37, 45)),                                                            # 0.3: channels 9, 19, ...
     ("v2", 0.5, 2, (65, 33)), ("v2", 0.35, 1, (96, 96)), ("v2", 1.0, 1, (33, 50)),
-    ("v2", 0.5, 1, (80, 72))])                 # 20x18 maps of 96 channels: a step makes all their rows
+    ("v2", 0.5, 1, (80, 72)),                  # 20x18 maps of 96 channels: a step makes all their rows
+    ("v1", 0.25, 1, (112, 112)), ("v2", 0.35, 1, (160, 160))])   # whole 14x14, 7x7 / 10x10, 5x5 maps
 def test_executor_matches_layer_by_layer_path(family, alpha, n, size):
     fast, layers = _pair(family, alpha)
     assert fast.executor is not None and layers.executor is None
@@ -215,6 +218,52 @@ def test_executor_matches_layer_by_layer_path(family, alpha, n, size):
     assert_close(fast.classify(images), expected["Logits"], "engine_vs_engine", "classify")
     assert_close(fast.features(images), expected[fast.architecture.feature_endpoint][:, 0, 0], "engine_vs_engine",
                  "features")
+
+
+@njit(cache=False)   # (not cached: a cache here would not notice edits to fused.py, compiled into it)
+def _map_depthwise(a, t, h, ow, c, prm, relu6, dst, group):
+    """A whole map's depthwise layer (input tensor 1 of ``t``, weights [9, c] at prm[0], biases after them) into
+    ``dst`` [h, ow, c]: by fused._dw_map_block in groups of ``group`` pixels, or with group 0 by fused.dw_row
+    row by row (the path it replaces for whole small maps)."""
+    for cb in range(0, c, 16):
+        brow = load_row16(prm, 9 * c + cb, 1)
+        if group == 7:
+            fused._dw_map_block(a, t, 1, -1, cb, h, ow, prm, cb, c, brow, run_offsets(0, 0, 7), relu6, dst, cb, c)
+        elif group == 5:
+            fused._dw_map_block(a, t, 1, -1, cb, h, ow, prm, cb, c, brow, run_offsets(0, 0, 5), relu6, dst, cb, c)
+    if group == 0:
+        for y in range(h):
+            fused.dw_row(a, fused._padded_row(t, 1, y - 1), fused._padded_row(t, 1, y), fused._padded_row(t, 1, y + 1),
+                         c, 1, ow, prm, 0, 9 * c, relu6, dst, y * ow * c, c)
+
+
+@pytest.mark.parametrize("h,ow,c", [(14, 14, 128), (7, 7, 256), (3, 14, 16), (10, 10, 48), (5, 5, 96),
+                                    (2, 35, 32)])
+def test_small_maps_take_their_depthwise_in_pixel_groups_with_the_same_sums(h, ow, c):
+    """A whole small map (14x14 and 7x7 at 224 pixels, 10x10 and 5x5 at 160) takes its depthwise layer one
+    block of 16 channels at a time over all rows, in groups of 7 or 5 pixels (fused._dw_map_block): the same
+    bytes as fused.dw_row row by row, the zero rows above and below included, with and without ReLU6. (The
+    executor takes this path with AVX-512 only; the sums must agree in an AVX2 build all the same.)"""
+    assert [fused.map_group(w) for w in (14, 7, 28, 10, 5, 35, 16, 8, 12, 56)] == [7, 7, 7, 5, 5, 7, 0, 0, 0, 0]
+    group = fused.map_group(ow)
+    rng = np.random.default_rng(ow * c)
+    rowlen = (ow + 2) * c
+    t = np.zeros((2, fused.T_NCOLS), np.int64)     # tensor 0: the shared zero row; tensor 1: the bordered input
+    t[0, fused.T_BASE], t[0, fused.T_ROWLEN] = 0, rowlen
+    t[1, [fused.T_BASE, fused.T_RING, fused.T_ROWLEN, fused.T_BORDER, fused.T_H, fused.T_W, fused.T_C]] = (
+        rowlen, h, rowlen, 1, h, ow, c)
+    a = np.zeros((h + 1) * rowlen, np.float32)
+    a[rowlen:] = _random(rng, h * rowlen)
+    for y in range(h):                              # zero borders, as the executor keeps them
+        a[rowlen * (1 + y):][:c] = 0
+        a[rowlen * (1 + y) + (ow + 1) * c:][:c] = 0
+    prm = np.concatenate([_random(rng, 9 * c, scale=0.5), _random(rng, c)])
+    for relu6 in (True, False):
+        got, expected = np.zeros(h * ow * c, np.float32), np.zeros(h * ow * c, np.float32)
+        _map_depthwise(a, t, h, ow, c, prm, relu6, got, group)
+        _map_depthwise(a, t, h, ow, c, prm, relu6, expected, 0)
+        assert np.array_equal(got, expected), f"{h}x{ow}x{c}, relu6={relu6}"
+        assert np.abs(expected).max() > 0
 
 
 @pytest.mark.parametrize("classes,n,size", [(1001, 11, 32), (10, 5, 40), (17, 3, 33)])
