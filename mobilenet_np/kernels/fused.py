@@ -518,12 +518,11 @@ def map_group(ow):
 
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def _dw_map_block(src, t, ti, top, col, nrows, ow, prm, w, c, brow, tmpl, relu6, dst, d_base, d_step):
-    """Depthwise rows ``top + 1`` to ``top + nrows`` of one block of channels shaped like ``brow`` (its biases) at
-    stride 1: output row y reads bordered input rows ``top + y`` to ``top + y + 2`` of tensor ``ti`` from their
-    column ``col`` (the block's first channel included) and goes to ``dst[d_base + y ow d_step:]``. The nine
-    weights are loaded once; the pixels go ``len(tmpl)`` at a time (a divisor of ``ow``), each group's input
-    vectors loaded once (:func:`_dw_group`). Same sums, same order, as
-    :func:`dw_row`."""
+    """``nrows`` output rows of a depthwise layer at stride 1 for one block of channels shaped like ``brow``
+    (its biases): output row y reads bordered input rows ``top + y`` to ``top + y + 2`` of tensor ``ti`` from
+    their column ``col`` (the block's first channel included) and goes to ``dst[d_base + y ow d_step:]``. The
+    nine weights are loaded once; the pixels go ``len(tmpl)`` at a time (a divisor of ``ow``), each group's
+    input vectors loaded once (:func:`_dw_group`). Same sums, same order, as :func:`dw_row`."""
     wts = _dw_weights(brow, prm, w, c)
     g = len(tmpl)
     for y in range(nrows):
