@@ -71,7 +71,7 @@ from .simd import (NARROW_LEFT_MAX, add_narrow16, add_reference8, add_widened8, 
                    tile_add, tile_clamp6, tile_dot_rows, tile_dw_taps, tile_fma, tile_init, tile_store, zeros16)
 
 # the digest of the sibling modules compiled into this one's kernels (see cache_key.py)
-COMPILED_IN = "b60fee5477f00341"
+COMPILED_IN = "b0a0fd00e171694e"
 
 LANES = 8   # channel padding granularity (the narrowest vector)
 
@@ -474,14 +474,14 @@ def _dw_block(src, r0, r1, r2, cstep, ow, prm, w, c, brow, relu6, dst, d_base, d
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _dw_group(src, r0, r1, r2, c, wts, brow, tmpl, relu6, dst, d, d_step):
-    """``len(tmpl)`` neighbouring output pixels of one block of channels at stride 1, from the three input rows'
-    runs at ``r0``, ``r1``, ``r2`` (their leftmost taps): the bias, then the nine taps ``wts`` in (ky, kx) order
-    (:func:`~mobilenet_np.kernels.simd.tile_dw_taps`: each input vector loaded once); stored from ``dst[d]`` on,
-    ``d_step`` apart."""
-    acc = tile_dw_taps(src, r0, c, (wts[0], wts[1], wts[2]), tile_init(brow, tmpl))
-    acc = tile_dw_taps(src, r1, c, (wts[3], wts[4], wts[5]), acc)
-    acc = tile_dw_taps(src, r2, c, (wts[6], wts[7], wts[8]), acc)
+def _dw_group(src, r0, r1, r2, c, step, wts, brow, tmpl, relu6, dst, d, d_step):
+    """``len(tmpl)`` neighbouring output vectors of one block of channels at stride 1 (``step`` 1: a pixel each;
+    2: two pixels of 8 channels each), from the three input rows' runs at ``r0``, ``r1``, ``r2`` (their leftmost
+    taps): the bias, then the nine taps ``wts`` in (ky, kx) order (:func:`~mobilenet_np.kernels.simd.tile_dw_taps`:
+    each input vector loaded once); stored from ``dst[d]`` on, ``d_step`` apart."""
+    acc = tile_dw_taps(src, r0, c, step, (wts[0], wts[1], wts[2]), tile_init(brow, tmpl))
+    acc = tile_dw_taps(src, r1, c, step, (wts[3], wts[4], wts[5]), acc)
+    acc = tile_dw_taps(src, r2, c, step, (wts[6], wts[7], wts[8]), acc)
     if relu6:
         acc = tile_clamp6(acc)
     tile_store(dst, run_offsets_like(tmpl, d, d_step), acc)
@@ -495,7 +495,7 @@ def _dw_block8(src, r0, r1, r2, ow, prm, w, c, brow, relu6, dst, d_base, d_step)
     tmpl = run_offsets(0, 0, 8)
     j = 0
     while j + 8 <= ow:
-        _dw_group(src, r0 + j * c, r1 + j * c, r2 + j * c, c, wts, brow, tmpl, relu6, dst, d_base + j * d_step,
+        _dw_group(src, r0 + j * c, r1 + j * c, r2 + j * c, c, 1, wts, brow, tmpl, relu6, dst, d_base + j * d_step,
                   d_step)
         j += 8
     if j < ow:
@@ -530,90 +530,29 @@ def _dw_map_block(src, t, ti, top, col, nrows, ow, prm, w, c, brow, tmpl, relu6,
         r1 = _padded_row(t, ti, top + y + 1) + col
         r2 = _padded_row(t, ti, top + y + 2) + col
         for j in range(0, ow, g):
-            _dw_group(src, r0 + j * c, r1 + j * c, r2 + j * c, c, wts, brow, tmpl, relu6, dst,
+            _dw_group(src, r0 + j * c, r1 + j * c, r2 + j * c, c, 1, wts, brow, tmpl, relu6, dst,
                       d_base + (y * ow + j) * d_step, d_step)
-
-
-@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
-def _dw_taps_pairs(src, r, wa, wb, wc, a0, a1, a2, a3, a4, a5, a6, a7):
-    """One input row's three taps (as in :func:`_dw_group`) for 8 channels, two pixels per vector: pair p
-    (pixels 2p and 2p + 1) adds tap kx from the 16 floats at ``r + (2p + kx) * 8``; 17 loads for the 24 taps
-    of 16 pixels."""
-    v = load_like((wa,), src, r)[0]
-    a0 = fma(v, wa, a0)
-    v = load_like((wa,), src, r + 8)[0]
-    a0 = fma(v, wb, a0)
-    v = load_like((wa,), src, r + 16)[0]
-    a0 = fma(v, wc, a0)
-    a1 = fma(v, wa, a1)
-    v = load_like((wa,), src, r + 24)[0]
-    a1 = fma(v, wb, a1)
-    v = load_like((wa,), src, r + 32)[0]
-    a1 = fma(v, wc, a1)
-    a2 = fma(v, wa, a2)
-    v = load_like((wa,), src, r + 40)[0]
-    a2 = fma(v, wb, a2)
-    v = load_like((wa,), src, r + 48)[0]
-    a2 = fma(v, wc, a2)
-    a3 = fma(v, wa, a3)
-    v = load_like((wa,), src, r + 56)[0]
-    a3 = fma(v, wb, a3)
-    v = load_like((wa,), src, r + 64)[0]
-    a3 = fma(v, wc, a3)
-    a4 = fma(v, wa, a4)
-    v = load_like((wa,), src, r + 72)[0]
-    a4 = fma(v, wb, a4)
-    v = load_like((wa,), src, r + 80)[0]
-    a4 = fma(v, wc, a4)
-    a5 = fma(v, wa, a5)
-    v = load_like((wa,), src, r + 88)[0]
-    a5 = fma(v, wb, a5)
-    v = load_like((wa,), src, r + 96)[0]
-    a5 = fma(v, wc, a5)
-    a6 = fma(v, wa, a6)
-    v = load_like((wa,), src, r + 104)[0]
-    a6 = fma(v, wb, a6)
-    v = load_like((wa,), src, r + 112)[0]
-    a6 = fma(v, wc, a6)
-    a7 = fma(v, wa, a7)
-    v = load_like((wa,), src, r + 120)[0]
-    a7 = fma(v, wb, a7)
-    v = load_like((wa,), src, r + 128)[0]
-    a7 = fma(v, wc, a7)
-    return a0, a1, a2, a3, a4, a5, a6, a7
 
 
 @njit(cache=True, _nrt=False)
 def _dw_pairs(src, r0, r1, r2, ow, prm, w, brow8, relu6, dst, d_base):
     """Stride 1 and 8 channels (V1 0.25's first depthwise), outputs stored densely (8 floats per pixel): two
-    pixels per 16-lane vector, the weights and bias repeated in both halves (:func:`dup8`), 16 pixels at a
-    time; the last ``ow % 16`` pixels by :func:`_dw_block`. Same sums, same order."""
-    b = dup8(brow8[0])
-    w0, w1, w2, w3, w4, w5, w6, w7, w8 = _dw_weights(brow8, prm, w, np.int64(8))  # (no literal: one compile)
-    w0, w1, w2, w3, w4, w5, w6, w7, w8 = (dup8(w0), dup8(w1), dup8(w2), dup8(w3), dup8(w4), dup8(w5), dup8(w6),
-                                          dup8(w7), dup8(w8))
+    pixels per 16-lane vector, the weights and bias repeated in both halves (:func:`dup8`), 16 pixels (8
+    vectors, 17 loads per input row) at a time (:func:`_dw_group` with step 2); the last ``ow % 16`` pixels by
+    :func:`_dw_block`. Same sums, same order."""
+    eight = np.int64(8)     # (no literal: one compile)
+    v = _dw_weights(brow8, prm, w, eight)
+    wts = (dup8(v[0]), dup8(v[1]), dup8(v[2]), dup8(v[3]), dup8(v[4]), dup8(v[5]), dup8(v[6]), dup8(v[7]), dup8(v[8]))
+    bias = (dup8(brow8[0]),)
+    tmpl = run_offsets(0, 0, 8)
     j = 0
     while j + 16 <= ow:
         x = j * 8
-        a0, a1, a2, a3, a4, a5, a6, a7 = _dw_taps_pairs(src, r0 + x, w0, w1, w2, b, b, b, b, b, b, b, b)
-        a0, a1, a2, a3, a4, a5, a6, a7 = _dw_taps_pairs(src, r1 + x, w3, w4, w5, a0, a1, a2, a3, a4, a5, a6, a7)
-        a0, a1, a2, a3, a4, a5, a6, a7 = _dw_taps_pairs(src, r2 + x, w6, w7, w8, a0, a1, a2, a3, a4, a5, a6, a7)
-        if relu6:
-            a0, a1, a2, a3 = clamp6(a0), clamp6(a1), clamp6(a2), clamp6(a3)
-            a4, a5, a6, a7 = clamp6(a4), clamp6(a5), clamp6(a6), clamp6(a7)
-        d = d_base + x
-        store(dst, d, a0)
-        store(dst, d + 16, a1)
-        store(dst, d + 32, a2)
-        store(dst, d + 48, a3)
-        store(dst, d + 64, a4)
-        store(dst, d + 80, a5)
-        store(dst, d + 96, a6)
-        store(dst, d + 112, a7)
+        _dw_group(src, r0 + x, r1 + x, r2 + x, eight, 2, wts, bias, tmpl, relu6, dst, d_base + x, 16)
         j += 16
     if j < ow:
-        _dw_block(src, r0 + j * 8, r1 + j * 8, r2 + j * 8, np.int64(8), ow - j, prm, w, np.int64(8), brow8, relu6,
-                  dst, d_base + j * 8, np.int64(8))
+        _dw_block(src, r0 + j * 8, r1 + j * 8, r2 + j * 8, eight, ow - j, prm, w, eight, brow8, relu6,
+                  dst, d_base + j * 8, eight)
 
 
 @njit(cache=True, _nrt=False)
@@ -1024,11 +963,12 @@ def _dwpw_rows(st, k, t, a, prm, qprm, i, rows, fuse_residual, side):
             else:
                 _dw_map_block(a, t, ti, i - st[k, PAD_T], col + cb, rows, ow, prm, st[k, W1] + cb, c, brow,
                               run_offsets(0, 0, 5), st[k, RELU1] != 0, a, scratch + cb, c)
-    for r in range(rows if group == 0 else 0):
-        top = (i + r) * stride - st[k, PAD_T]
-        dw_row(a, _padded_row(t, ti, top) + col, _padded_row(t, ti, top + 1) + col,
-               _padded_row(t, ti, top + 2) + col, c, stride, ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0,
-               a, scratch + r * ow * c, c)
+    else:
+        for r in range(rows):
+            top = (i + r) * stride - st[k, PAD_T]
+            dw_row(a, _padded_row(t, ti, top) + col, _padded_row(t, ti, top + 1) + col,
+                   _padded_row(t, ti, top + 2) + col, c, stride, ow, prm, st[k, W1], st[k, B1], st[k, RELU1] != 0,
+                   a, scratch + r * ow * c, c)
     integer = False
     if qprm is not None:
         integer = st[k, Q2] >= 0

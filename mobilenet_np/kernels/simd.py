@@ -264,33 +264,36 @@ def tile_fma(typingctx, src, offs, c, row, acc):
     return acc(src, offs, c, row, acc), codegen
 
 
-@intrinsic
-def tile_dw_taps(typingctx, src, r, c, taps, acc):
-    """One input row of a 3x3 depthwise convolution at stride 1 for a tile of pixels next to each other (one
-    vector of ``c``-strided channels each): ``acc[p][0] += src[r + (p + kx) c :][:lanes] * taps[kx]`` for
-    kx = 0, 1, 2. Each of the tile's pixels + 2 input vectors is loaded once and feeds up to three sums, and
-    every pixel adds its taps left to right: the same sums in the same order as one pixel at a time."""
+@intrinsic(prefer_literal=True)
+def tile_dw_taps(typingctx, src, r, c, step, taps, acc):
+    """One input row of a 3x3 depthwise convolution at stride 1 for a tile of output vectors ``step`` input
+    vectors apart (``step`` a literal: 1 for one pixel of ``c`` channels per vector; 2 for 8 channels of two
+    pixels per 16-lane vector, ``c`` = 8): ``acc[p][0] += src[r + (p step + kx) c :][:lanes] * taps[kx]`` for
+    kx = 0, 1, 2. Each input vector is loaded once and feeds every sum that reads it, and every output adds its
+    taps left to right: the same sums in the same order as one output at a time."""
     shape = _tile_shape(acc)
-    if (shape is None or shape[1] != 1 or not _is_buffer(src) or not isinstance(r, types.Integer)
+    st = _literal_int(step)
+    if (shape is None or shape[1] != 1 or st not in (1, 2) or not _is_buffer(src) or not isinstance(r, types.Integer)
             or not isinstance(c, types.Integer) or not isinstance(taps, types.UniTuple) or taps.count != 3
             or taps.dtype != shape[2]):
         return None
     pt, _, vtype = shape
 
     def codegen(context, builder, sig, args):
-        src_v, r_v, c_v, taps_v, out = args
+        src_v, r_v, c_v, _, taps_v, out = args
         r_v, c_v = (context.cast(builder, v, t, types.intp) for v, t in zip((r_v, c_v), sig.args[1:3]))
         data = context.make_array(sig.args[0])(context, builder, src_v).data
         w = [builder.extract_value(taps_v, kx) for kx in range(3)]
-        for q in range(pt + 2):         # input pixel q is tap kx of output pixel q - kx
+        for q in range((pt - 1) * st + 3):        # input vector q is tap kx of output p when p step + kx = q
             x = _vector_load(builder, builder.gep(data, [builder.add(r_v, builder.mul(c_v, ir.Constant(c_v.type, q)))]),
                              vtype.lanes)
-            for p, kx in ((q - 2, 2), (q - 1, 1), (q, 0)):
-                if 0 <= p < pt:
+            for kx in (2, 1, 0):
+                p, rest = divmod(q - kx, st)
+                if rest == 0 and 0 <= p < pt:
                     out = builder.insert_value(out, _fmuladd(builder, x, w[kx], builder.extract_value(out, [p, 0])),
                                                [p, 0])
         return out
-    return acc(src, r, c, taps, acc), codegen
+    return acc(src, r, c, step, taps, acc), codegen
 
 
 @intrinsic
